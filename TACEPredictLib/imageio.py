@@ -1,0 +1,278 @@
+"""Reading CT volumes and tumour segmentations, writing Slicer ``.seg.nrrd`` files, and the image checks
+that every command shares (CT intensity range, geometry, lesion size).
+
+Images are SimpleITK images in LPS physical space, as ITK reads them; Slicer's RAS conversion happens only in
+the MRML adapter.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+import SimpleITK as sitk
+
+from . import InputError
+
+IMAGE_SUFFIXES = (".nrrd", ".nii", ".nii.gz", ".mha", ".mhd")
+
+# A lesion smaller than this (on the segmentation's grid) cannot carry texture statistics: radiomics and
+# patch sampling refuse it. 30 voxels is e.g. 3x3 pixels on 3-4 slices.
+MIN_LESION_VOXELS = 30
+
+# Relative tolerance on spacing / origin / direction when deciding that two images share a grid.
+GEOMETRY_TOLERANCE = 1e-3
+
+
+def _has_image_suffix(path):
+    lower = path.lower()
+    return any(lower.endswith(s) for s in IMAGE_SUFFIXES)
+
+
+def read_image(path, case_id=None, column=None):
+    """Read a 3D image from a file (.nrrd, .nii, .nii.gz, .mha) or a folder holding one DICOM series."""
+    if not path or not os.path.exists(path):
+        raise InputError(f"file not found: {path}", case_id, column,
+                         "check the path; paths are relative to the manifest's folder")
+    try:
+        if os.path.isdir(path):
+            reader = sitk.ImageSeriesReader()
+            series = reader.GetGDCMSeriesIDs(path)
+            if not series:
+                raise InputError(f"folder holds no DICOM series: {path}", case_id, column,
+                                 "point to a folder with the DICOM files of one series, or to an image file")
+            if len(series) > 1:
+                raise InputError(f"folder holds {len(series)} DICOM series: {path}", case_id, column,
+                                 "put each series in its own folder and name the one you mean")
+            reader.SetFileNames(reader.GetGDCMSeriesFileNames(path, series[0]))
+            image = reader.Execute()
+        else:
+            if not _has_image_suffix(path):
+                raise InputError(f"unsupported file type: {path}", case_id, column,
+                                 f"use one of {', '.join(IMAGE_SUFFIXES)} or a DICOM folder")
+            image = sitk.ReadImage(path)
+    except InputError:
+        raise
+    except RuntimeError as exc:
+        first_line = str(exc).strip().splitlines()[-1] if str(exc).strip() else "unknown reader error"
+        raise InputError(f"cannot read {path} ({first_line})", case_id, column,
+                         "re-export the image as .nrrd or .nii.gz") from None
+    if image.GetDimension() != 3 or image.GetSize()[2] < 2:
+        raise InputError(f"{path} is a 2D image (size {image.GetSize()}); a 3D volume is needed",
+                         case_id, column, "export the whole series as one 3D volume")
+    return image
+
+
+@dataclass
+class Segment:
+    """One segment: a label value in one layer of the segmentation."""
+    name: str
+    label_value: int
+    layer: int = 0
+    segment_id: str = ""
+    color: tuple = (0.9, 0.3, 0.2)
+
+
+@dataclass
+class Segmentation:
+    """A labelmap (or several layers of them, as in Slicer's .seg.nrrd) with named segments."""
+    layers: list
+    segments: list = field(default_factory=list)
+    path: str = ""
+
+    @property
+    def reference(self):
+        return self.layers[0]
+
+    def voxel_counts(self):
+        """Voxels per segment, in segment order."""
+        arrays = [sitk.GetArrayViewFromImage(layer) for layer in self.layers]
+        return [int(np.count_nonzero(arrays[s.layer] == s.label_value)) for s in self.segments]
+
+    def find(self, selector=None, case_id=None, column="seg_label"):
+        """The segment named by ``selector`` (label value, segment name or ID); by default the only
+        segment, or the largest one."""
+        if not self.segments:
+            raise InputError(f"segmentation {self.path} holds no segment (all voxels are 0)",
+                             case_id, "seg", "delineate the lesion, or point to the right file")
+        if selector is None or (isinstance(selector, float) and np.isnan(selector)) or str(selector).strip() == "":
+            if len(self.segments) == 1:
+                return self.segments[0]
+            counts = self.voxel_counts()
+            return self.segments[int(np.argmax(counts))]
+        text = str(selector).strip()
+        for s in self.segments:
+            if text.lower() in (s.name.lower(), s.segment_id.lower()):
+                return s
+        try:
+            value = int(float(text))
+        except ValueError:
+            value = None
+        if value is not None:
+            for s in self.segments:
+                if s.label_value == value:
+                    return s
+        names = ", ".join(f"{s.name} (label {s.label_value})" for s in self.segments)
+        raise InputError(f"no segment '{text}' in {self.path}; it holds: {names}", case_id, column,
+                         "use one of those names or label values, or leave it empty for the largest")
+
+    def mask(self, selector=None, case_id=None):
+        """Binary uint8 mask of the selected segment, on the segmentation's grid."""
+        segment = self.find(selector, case_id)
+        layer = self.layers[segment.layer]
+        return sitk.Cast(layer == segment.label_value, sitk.sitkUInt8)
+
+
+def _segments_from_labels(labelmap):
+    values = np.unique(sitk.GetArrayViewFromImage(labelmap))
+    return [Segment(name=f"label {int(v)}", label_value=int(v), segment_id=str(int(v)))
+            for v in values if v != 0]
+
+
+def _segments_from_seg_nrrd(image):
+    keys = set(image.GetMetaDataKeys())
+    segments = []
+    index = 0
+    while f"Segment{index}_ID" in keys or f"Segment{index}_Name" in keys:
+        def meta(name, default=""):
+            key = f"Segment{index}_{name}"
+            return image.GetMetaData(key) if key in keys else default
+        color = tuple(float(c) for c in meta("Color", "0.9 0.3 0.2").split()) or (0.9, 0.3, 0.2)
+        segments.append(Segment(name=meta("Name", f"Segment_{index + 1}"),
+                                label_value=int(meta("LabelValue", str(index + 1))),
+                                layer=int(meta("Layer", "0")),
+                                segment_id=meta("ID", f"Segment_{index + 1}"),
+                                color=color))
+        index += 1
+    return segments
+
+
+def read_segmentation(path, case_id=None, column="seg"):
+    """Read a labelmap file or a Slicer ``.seg.nrrd`` (one or several layers)."""
+    if not path or not os.path.exists(path):
+        raise InputError(f"file not found: {path}", case_id, column,
+                         "check the path; paths are relative to the manifest's folder")
+    if os.path.isdir(path) or not _has_image_suffix(path):
+        raise InputError(f"unsupported segmentation file: {path}", case_id, column,
+                         "use a labelmap (.nrrd, .nii.gz, .mha) or a Slicer .seg.nrrd")
+    try:
+        image = sitk.ReadImage(path)
+    except RuntimeError as exc:
+        raise InputError(f"cannot read {path} ({str(exc).strip().splitlines()[-1]})", case_id, column,
+                         "re-export the segmentation from Slicer as .seg.nrrd or as a labelmap") from None
+    if image.GetNumberOfComponentsPerPixel() > 1:
+        layers = [sitk.VectorIndexSelectionCast(image, i) for i in range(image.GetNumberOfComponentsPerPixel())]
+        for layer in layers:
+            layer.CopyInformation(layers[0])
+    else:
+        layers = [image]
+    if image.GetDimension() != 3:
+        raise InputError(f"{path} is not a 3D segmentation (dimension {image.GetDimension()})", case_id, column,
+                         "export a 3D labelmap or .seg.nrrd on the CT's grid")
+    pixel = layers[0].GetPixelID()
+    if pixel in (sitk.sitkFloat32, sitk.sitkFloat64):
+        array = sitk.GetArrayViewFromImage(layers[0])
+        if not np.all(np.mod(array, 1) == 0):
+            raise InputError(f"{path} holds non-integer values: it looks like an image, not a labelmap",
+                             case_id, column, "point 'seg' to the segmentation file")
+    layers = [sitk.Cast(layer, sitk.sitkUInt16) if layer.GetPixelID() not in (sitk.sitkUInt8, sitk.sitkUInt16)
+              else layer for layer in layers]
+    segments = _segments_from_seg_nrrd(image)
+    if not segments:
+        segments = _segments_from_labels(layers[0])
+    return Segmentation(layers=layers, segments=segments, path=path)
+
+
+def write_seg_nrrd(labelmap, segments, path):
+    """Write a single-layer labelmap as a Slicer ``.seg.nrrd`` with named, coloured segments.
+
+    Uses the header fields Slicer's segmentation storage node reads (Segment<N>_ID, _Name, _Color,
+    _LabelValue, _Layer, _Extent, ...), so Slicer opens the file as a segmentation node, not a volume.
+    """
+    image = sitk.Cast(labelmap, sitk.sitkUInt8)
+    size = image.GetSize()
+    image.SetMetaData("Segmentation_MasterRepresentation", "Binary labelmap")
+    image.SetMetaData("Segmentation_ContainedRepresentationNames", "Binary labelmap|")
+    image.SetMetaData("Segmentation_ReferenceImageExtentOffset", "0 0 0")
+    extent = f"0 {size[0] - 1} 0 {size[1] - 1} 0 {size[2] - 1}"
+    for i, s in enumerate(segments):
+        image.SetMetaData(f"Segment{i}_ID", s.segment_id or f"Segment_{i + 1}")
+        image.SetMetaData(f"Segment{i}_Name", s.name)
+        image.SetMetaData(f"Segment{i}_NameAutoGenerated", "0")
+        image.SetMetaData(f"Segment{i}_Color", " ".join(f"{c:.6g}" for c in s.color))
+        image.SetMetaData(f"Segment{i}_ColorAutoGenerated", "0")
+        image.SetMetaData(f"Segment{i}_LabelValue", str(int(s.label_value)))
+        image.SetMetaData(f"Segment{i}_Layer", str(int(s.layer)))
+        image.SetMetaData(f"Segment{i}_Extent", extent)
+        image.SetMetaData(f"Segment{i}_Tags", "|")
+    sitk.WriteImage(image, path, True)
+
+
+# ----------------------------------------------------------------------------------------------- checks
+
+def ct_intensity_problem(image):
+    """A sentence saying why ``image`` does not look like CT in Hounsfield units, or None."""
+    array = sitk.GetArrayViewFromImage(image)
+    finite = np.isfinite(array)
+    if not finite.all():
+        bad = int(array.size - np.count_nonzero(finite))
+        return (f"{bad} voxels are NaN or infinite", "re-export the image; NaN/inf usually comes from a broken "
+                "conversion or resampling")
+    lo, hi = float(array.min()), float(array.max())
+    if hi - lo < 1e-6:
+        return f"the image is constant ({lo:g})", "point to the CT image, not an empty export"
+    if hi <= 1.0 + 1e-6 and lo >= -1.0 - 1e-6:
+        return (f"values lie in [{lo:g}, {hi:g}]: the image looks normalised, not in Hounsfield units",
+                "use the original CT (HU), before any normalisation")
+    if lo >= 0:
+        return (f"no negative values (range {lo:g}..{hi:g}): not CT in Hounsfield units (raw stored values "
+                "without rescale slope/intercept, or an MR image)",
+                "apply the DICOM rescale (HU = slope * value + intercept) or use the CT series")
+    if lo < -3100 or hi > 40000:
+        return (f"range {lo:g}..{hi:g} HU is outside what CT stores",
+                "check the DICOM rescale slope/intercept of this series")
+    return None
+
+
+def same_geometry(a, b, tolerance=GEOMETRY_TOLERANCE):
+    """True when two images share size, spacing, origin and direction (within a tolerance)."""
+    if a.GetSize() != b.GetSize():
+        return False
+    spacing_a, spacing_b = np.array(a.GetSpacing()), np.array(b.GetSpacing())
+    if not np.allclose(spacing_a, spacing_b, rtol=tolerance, atol=0):
+        return False
+    if not np.allclose(a.GetOrigin(), b.GetOrigin(), atol=tolerance * spacing_a.min() * 10):
+        return False
+    return np.allclose(a.GetDirection(), b.GetDirection(), atol=tolerance)
+
+
+def mask_bounding_box(mask):
+    """(lower, upper) voxel index of the non-zero region, inclusive, or None when empty."""
+    array = sitk.GetArrayViewFromImage(mask)
+    nonzero = np.nonzero(array)
+    if len(nonzero[0]) == 0:
+        return None
+    lower = [int(axis.min()) for axis in nonzero][::-1]  # numpy is z, y, x; ITK is x, y, z
+    upper = [int(axis.max()) for axis in nonzero][::-1]
+    return lower, upper
+
+
+def mask_inside_image(mask, image):
+    """Whether the mask's non-zero bounding box lies inside the image's physical extent."""
+    box = mask_bounding_box(mask)
+    if box is None:
+        return False
+    lower, upper = box
+    size = image.GetSize()
+    for corner in np.array(np.meshgrid(*zip(lower, upper), indexing="ij")).reshape(3, -1).T:
+        point = mask.TransformContinuousIndexToPhysicalPoint([float(c) for c in corner])
+        index = image.TransformPhysicalPointToContinuousIndex(point)
+        if any(i < -0.5 - 1e-3 or i > s - 0.5 + 1e-3 for i, s in zip(index, size)):
+            return False
+    return True
+
+
+def resample_mask_to(mask, reference):
+    """Nearest-neighbour resampling of a mask onto another image's grid."""
+    return sitk.Resample(mask, reference, sitk.Transform(), sitk.sitkNearestNeighbor, 0, mask.GetPixelID())

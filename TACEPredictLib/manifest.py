@@ -1,0 +1,374 @@
+"""The cohort manifest: one CSV row per patient, the contract every TACEPredict command reads.
+
+``COLUMNS`` documents every known column (name, unit, codes, plausible range). ``validate_manifest`` checks a
+manifest and returns one ``Problem`` per thing that is wrong; ``read_manifest`` returns the table with codes
+normalised (``sex`` M/F, ``capsule`` absent/non-intact/intact, binary columns 0/1, ...). Unknown columns are
+kept unchanged and can be used as covariates.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from . import InputError
+from . import imageio
+
+IMAGE_COLUMNS = ("ct_ap", "ct_pvp", "ct_dp")
+PHASE_NAMES = {"ct_ap": "arterial", "ct_pvp": "portal venous", "ct_dp": "delayed"}
+EXTRA_SEG_PATTERN = re.compile(r"^seg_r\d+$")
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    kind: str  # id, path, label, number, integer, category, binary
+    description: str
+    unit: str = ""
+    codes: tuple = ()
+    low: float | None = None  # plausible range (inclusive); outside it is an error
+    high: float | None = None
+
+
+COLUMNS = {c.name: c for c in [
+    Column("case_id", "id", "unique patient / case identifier"),
+    Column("ct_ap", "path", "arterial-phase CT: image file or DICOM folder"),
+    Column("ct_pvp", "path", "portal-venous-phase CT: image file or DICOM folder"),
+    Column("ct_dp", "path", "delayed-phase CT: image file or DICOM folder"),
+    Column("seg", "path", "tumour segmentation: labelmap file or Slicer .seg.nrrd"),
+    Column("seg_label", "label", "label value or segment name of the target lesion (default: only or largest)"),
+    Column("age", "number", "age at TACE", "years", low=10, high=110),
+    Column("sex", "category", "sex", codes=("M", "F")),
+    Column("bclc", "category", "BCLC stage", codes=("0", "A", "B", "C", "D")),
+    Column("child_pugh", "category", "Child-Pugh class", codes=("A", "B", "C")),
+    Column("ecog", "integer", "ECOG performance status", low=0, high=4),
+    Column("afp_ng_ml", "number", "serum alpha-fetoprotein", "ng/mL", low=0, high=1e7),
+    Column("alt_u_l", "number", "alanine aminotransferase", "U/L", low=0, high=10000),
+    Column("ast_u_l", "number", "aspartate aminotransferase", "U/L", low=0, high=10000),
+    Column("albumin_g_l", "number", "serum albumin", "g/L", low=10, high=70),
+    Column("bilirubin_umol_l", "number", "total bilirubin", "umol/L", low=2, high=1000),
+    Column("albi_grade", "category", "ALBI grade", codes=("1", "2", "3")),
+    Column("tumor_size_mm", "number", "largest diameter of the target lesion", "mm", low=5, high=300),
+    Column("tumor_number", "integer", "number of tumours", low=1, high=100),
+    Column("cirrhosis", "binary", "liver cirrhosis (1 = yes)"),
+    Column("hbv", "binary", "hepatitis B infection (1 = yes)"),
+    Column("mvi", "binary", "microvascular invasion (1 = yes)"),
+    Column("portal_vein_invasion", "binary", "portal vein tumour invasion / thrombus (1 = yes)"),
+    Column("fusion_lesion", "binary", "fusion (confluent multinodular) lesion (1 = yes)"),
+    Column("capsule", "category", "tumour capsule on CT", codes=("absent", "non-intact", "intact")),
+    Column("nodule_in_nodule", "binary", "nodule-in-nodule architecture (1 = yes)"),
+    Column("os_days", "number", "overall survival time from TACE", "days", low=0, high=36500),
+    Column("os_event", "binary", "death observed (1) or censored (0)"),
+    Column("ttp_days", "number", "time to progression from TACE", "days", low=0, high=36500),
+    Column("progression_event", "binary", "progression observed (1) or censored (0)"),
+    Column("response", "category", "mRECIST response after TACE", codes=("CR", "PR", "SD", "PD")),
+    Column("aggressive_pd", "binary", "aggressive progression: extrahepatic metastasis or macrovascular "
+                                      "invasion (1 = yes)"),
+    Column("aggressive_pd_days", "number", "time to aggressive progression or censoring", "days", low=0,
+           high=36500),
+]}
+
+# Time / event pairs: one without the other is an error.
+OUTCOME_PAIRS = (("os_days", "os_event"), ("ttp_days", "progression_event"),
+                 ("aggressive_pd_days", "aggressive_pd"))
+
+_SYNONYMS = {
+    "sex": {"m": "M", "male": "M", "f": "F", "female": "F"},
+    "capsule": {"absent": "absent", "none": "absent", "no": "absent", "0": "absent",
+                "non-intact": "non-intact", "nonintact": "non-intact", "non_intact": "non-intact",
+                "incomplete": "non-intact", "partial": "non-intact", "1": "non-intact",
+                "intact": "intact", "complete": "intact", "2": "intact"},
+    "albi_grade": {"1": "1", "2": "2", "2a": "2", "2b": "2", "3": "3"},
+}
+_BINARY = {"0": 0, "1": 1, "no": 0, "yes": 1, "n": 0, "y": 1, "false": 0, "true": 1}
+
+
+@dataclass
+class Problem:
+    severity: str  # "error" or "warning"
+    case_id: str | None
+    column: str | None
+    message: str
+    fix: str = ""
+
+    def __str__(self):
+        where = []
+        if self.case_id is not None:
+            where.append(f"case {self.case_id}")
+        if self.column is not None:
+            where.append(f"column '{self.column}'")
+        text = f"{self.severity.upper()}: {', '.join(where) or 'manifest'}: {self.message}"
+        return text + (f" -> {self.fix}" if self.fix else "")
+
+
+def _is_missing(value):
+    return value is None or (isinstance(value, float) and np.isnan(value)) or str(value).strip() == ""
+
+
+def _code_text(value):
+    """'1.0' -> '1' so that numeric codes read from CSV compare as text."""
+    text = str(value).strip()
+    try:
+        number = float(text)
+        if number.is_integer():
+            return str(int(number))
+    except ValueError:
+        pass
+    return text
+
+
+def normalise_value(column, value):
+    """The canonical form of one cell; raises ValueError with a fix hint when it is not valid."""
+    spec = COLUMNS[column]
+    if _is_missing(value):
+        return np.nan
+    if spec.kind == "binary":
+        key = _code_text(value).lower()
+        if key not in _BINARY:
+            raise ValueError(f"'{value}' is not a 0/1 value", "use 0 or 1 (yes/no and true/false are read too)")
+        return _BINARY[key]
+    if spec.kind == "category":
+        text = _code_text(value)
+        synonyms = _SYNONYMS.get(column, {})
+        if text.lower() in synonyms:
+            return synonyms[text.lower()]
+        upper = text.upper()
+        if column == "bclc":
+            upper = re.sub(r"^(BCLC|STAGE)[\s_-]*", "", upper)
+        if column == "child_pugh" and re.fullmatch(r"[ABC]\d{1,2}", upper):
+            upper = upper[0]  # A5, B7, ... -> the class
+        if upper in spec.codes:
+            return upper
+        raise ValueError(f"'{value}' is not a valid code", f"use one of {'/'.join(spec.codes)}")
+    if spec.kind in ("number", "integer"):
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"'{value}' is not a number", f"give a number in {spec.unit or 'the documented unit'}")
+        if not np.isfinite(number):
+            raise ValueError(f"'{value}' is not a finite number", "leave the cell empty when it is unknown")
+        if spec.kind == "integer" and not float(number).is_integer():
+            raise ValueError(f"'{value}' is not a whole number", "give a whole number")
+        return number
+    return str(value).strip()
+
+
+def _unit_hint(column, value):
+    """A fix hint for an out-of-range value that looks like a unit mix-up, or None."""
+    if column == "tumor_size_mm" and 0 < value < 5:
+        return f"{value:g} looks like cm, not mm: multiply by 10"
+    if column == "albumin_g_l" and 0 < value < 10:
+        return f"{value:g} looks like g/dL, not g/L: multiply by 10"
+    if column == "bilirubin_umol_l" and 0 < value < 2:
+        return f"{value:g} looks like mg/dL, not umol/L: multiply by 17.1"
+    if column in ("os_days", "ttp_days", "aggressive_pd_days") and value < 0:
+        return "times are days from TACE and cannot be negative"
+    return None
+
+
+def check_table(table):
+    """Table-level checks (no image loading). Returns (normalised table, problems)."""
+    problems = []
+    if "case_id" not in table.columns:
+        return table, [Problem("error", None, "case_id", "the manifest has no 'case_id' column",
+                               "add a 'case_id' column with one unique ID per patient")]
+    if len(table) == 0:
+        return table, [Problem("error", None, None, "the manifest has no rows", "add one row per patient")]
+    table = table.copy()
+    ids = table["case_id"].map(lambda v: "" if _is_missing(v) else _code_text(v))
+    table["case_id"] = ids
+    for row, case_id in enumerate(ids):
+        if case_id == "":
+            problems.append(Problem("error", f"row {row + 2}", "case_id", "empty case ID",
+                                    "give every row a unique case_id"))
+    for case_id in sorted(set(ids[ids.duplicated()]) - {""}):
+        problems.append(Problem("error", case_id, "case_id", "duplicate case ID", "make every case_id unique"))
+
+    for column in table.columns:
+        spec = COLUMNS.get(column)
+        if spec is None or spec.kind in ("id", "path", "label"):
+            continue
+        values = []
+        for case_id, value in zip(ids, table[column]):
+            try:
+                canonical = normalise_value(column, value)
+            except ValueError as exc:
+                message, fix = exc.args
+                problems.append(Problem("error", case_id, column, message, fix))
+                canonical = np.nan
+            if isinstance(canonical, float) and not np.isnan(canonical) and spec.low is not None:
+                if not (spec.low <= canonical <= spec.high):
+                    hint = _unit_hint(column, canonical)
+                    problems.append(Problem(
+                        "error", case_id, column,
+                        f"{canonical:g} {spec.unit} is outside the plausible range {spec.low:g}..{spec.high:g}",
+                        hint or f"check the value and its unit ({spec.unit or 'see the README'})"))
+                    canonical = np.nan
+            values.append(canonical)
+        table[column] = values
+
+    if "tumor_size_mm" in table.columns:
+        sizes = pd.to_numeric(table["tumor_size_mm"], errors="coerce").dropna()
+        if len(sizes) >= 5 and sizes.median() < 15 and sizes.max() < 30:
+            problems.append(Problem("error", None, "tumor_size_mm",
+                                    f"median {sizes.median():g} and maximum {sizes.max():g}: the whole column "
+                                    "looks like cm, not mm", "multiply the column by 10"))
+
+    for time_col, event_col in OUTCOME_PAIRS:
+        has_time, has_event = time_col in table.columns, event_col in table.columns
+        if has_time != has_event:
+            present, absent = (time_col, event_col) if has_time else (event_col, time_col)
+            problems.append(Problem("error", None, absent, f"'{present}' is given but '{absent}' is missing",
+                                    f"add '{absent}' (time in days and event 0/1 go together)"))
+            continue
+        if not has_time:
+            continue
+        for case_id, t, e in zip(ids, table[time_col], table[event_col]):
+            if _is_missing(t) != _is_missing(e):
+                missing = time_col if _is_missing(t) else event_col
+                problems.append(Problem("error", case_id, missing, "empty while its pair is filled",
+                                        f"fill both '{time_col}' and '{event_col}' or neither"))
+
+    has_images = [c for c in IMAGE_COLUMNS if c in table.columns]
+    for _, row in table.iterrows():
+        phases = [c for c in has_images if not _is_missing(row[c])]
+        seg = row.get("seg") if "seg" in table.columns else None
+        if phases and _is_missing(seg):
+            problems.append(Problem("error", row["case_id"], "seg", "CT given but no tumour segmentation",
+                                    "add the segmentation file in 'seg'"))
+        if not _is_missing(seg) and not phases:
+            problems.append(Problem("error", row["case_id"], "ct_ap",
+                                    "segmentation given but no CT phase (ct_ap, ct_pvp or ct_dp)",
+                                    "add at least one CT phase"))
+    return table, problems
+
+
+class Manifest:
+    """A validated manifest: ``table`` holds normalised values; paths resolve against the manifest folder."""
+
+    def __init__(self, table, root):
+        self.table = table
+        self.root = root
+
+    def __len__(self):
+        return len(self.table)
+
+    @property
+    def case_ids(self):
+        return list(self.table["case_id"])
+
+    @property
+    def phases(self):
+        return [c for c in IMAGE_COLUMNS if c in self.table.columns and self.table[c].notna().any()]
+
+    @property
+    def extra_seg_columns(self):
+        return sorted((c for c in self.table.columns if EXTRA_SEG_PATTERN.match(c)),
+                      key=lambda c: int(c[5:]))
+
+    def resolve(self, value):
+        if _is_missing(value):
+            return None
+        path = os.path.expanduser(str(value).strip())
+        return path if os.path.isabs(path) else os.path.normpath(os.path.join(self.root, path))
+
+    def row(self, case_id):
+        match = self.table[self.table["case_id"] == str(case_id)]
+        if match.empty:
+            raise InputError("no such case in the manifest", case_id, "case_id")
+        return match.iloc[0]
+
+
+def _read_csv(path):
+    if not os.path.isfile(path):
+        raise InputError(f"manifest not found: {path}", fix="give the path of the cohort manifest CSV")
+    try:
+        return pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot parse {path} as CSV ({exc})", fix="save the manifest as UTF-8 CSV") from None
+
+
+def read_manifest(path):
+    """Read and normalise a manifest; raises InputError listing every table-level error."""
+    table, problems = check_table(_read_csv(path))
+    errors = [p for p in problems if p.severity == "error"]
+    if errors:
+        lines = "\n".join(str(p) for p in errors)
+        raise InputError(f"{path} has {len(errors)} problem(s):\n{lines}",
+                         fix="run `tacepredict validate --manifest` and fix each line")
+    return Manifest(table, os.path.dirname(os.path.abspath(path)))
+
+
+def check_case_images(manifest, row):
+    """Load one case's images and segmentations; return the problems found."""
+    case_id = row["case_id"]
+    problems = []
+    images = {}
+    for column in manifest.phases:
+        path = manifest.resolve(row.get(column))
+        if path is None:
+            continue
+        try:
+            image = imageio.read_image(path, case_id, column)
+        except InputError as exc:
+            problems.append(Problem("error", case_id, column, exc.problem, exc.fix or ""))
+            continue
+        problem = imageio.ct_intensity_problem(image)
+        if problem:
+            problems.append(Problem("error", case_id, column, *problem))
+            continue
+        images[column] = image
+
+    seg_columns = ["seg"] + manifest.extra_seg_columns
+    selector = row.get("seg_label") if "seg_label" in row.index else None
+    for column in seg_columns:
+        path = manifest.resolve(row.get(column))
+        if path is None:
+            continue
+        try:
+            segmentation = imageio.read_segmentation(path, case_id, column)
+            mask = segmentation.mask(selector, case_id)
+        except InputError as exc:
+            problems.append(Problem("error", case_id, exc.column or column, exc.problem, exc.fix or ""))
+            continue
+        voxels = int(np.count_nonzero(imageio.sitk.GetArrayViewFromImage(mask)))
+        if voxels == 0:
+            problems.append(Problem("error", case_id, column, "the target lesion is empty (0 voxels)",
+                                    "check 'seg_label' or the segmentation file"))
+            continue
+        if voxels < imageio.MIN_LESION_VOXELS:
+            problems.append(Problem("error", case_id, column,
+                                    f"the target lesion has {voxels} voxels, fewer than the "
+                                    f"{imageio.MIN_LESION_VOXELS} needed for image features",
+                                    "check the segmentation, or use this case for clinical models only"))
+        for phase, image in images.items():
+            if imageio.same_geometry(mask, image):
+                continue
+            if not imageio.mask_inside_image(mask, image):
+                problems.append(Problem("error", case_id, column,
+                                        f"the lesion lies outside the {PHASE_NAMES[phase]} CT ({phase}): "
+                                        "segmentation and image do not share physical space",
+                                        "check that the segmentation belongs to this CT (origin, direction)"))
+    return problems
+
+
+def validate_manifest(path, check_images=True, progress=None):
+    """All problems of a manifest: table-level, then (optionally) every case's files."""
+    try:
+        raw = _read_csv(path)
+    except InputError as exc:
+        return [Problem("error", None, None, exc.problem, exc.fix or "")]
+    table, problems = check_table(raw)
+    if any(p.column == "case_id" and p.case_id is None for p in problems) or "case_id" not in table.columns:
+        return problems
+    if check_images:
+        manifest = Manifest(table, os.path.dirname(os.path.abspath(path)))
+        for i, (_, row) in enumerate(table.iterrows()):
+            problems.extend(check_case_images(manifest, row))
+            if progress:
+                progress(i + 1, len(table))
+    return problems
