@@ -13,9 +13,9 @@ from . import RESEARCH_USE_NOTICE, SYNTHETIC_DATA_NOTICE, InputError, __version_
 class Progress:
     """A one-line progress bar with ETA on stderr (plain lines when stderr is not a terminal)."""
 
-    def __init__(self, label, stream=sys.stderr):
+    def __init__(self, label, stream=None):
         self.label = label
-        self.stream = stream
+        self.stream = stream or sys.stderr
         self.start = time.monotonic()
         self.tty = stream.isatty()
         self.last_print = 0.0
@@ -36,9 +36,9 @@ class Progress:
         self.stream.flush()
 
 
-def _print_problems(problems, stream=sys.stdout):
+def _print_problems(problems):
     for problem in problems:
-        print(problem, file=stream)
+        print(problem)
     errors = sum(p.severity == "error" for p in problems)
     warnings = len(problems) - errors
     return errors, warnings

@@ -227,7 +227,10 @@ def check_table(table):
             continue
         if not has_time:
             continue
+        reported = {(p.case_id, p.column) for p in problems}
         for case_id, t, e in zip(ids, table[time_col], table[event_col]):
+            if (case_id, time_col) in reported or (case_id, event_col) in reported:
+                continue  # an invalid cell was reported already
             if _is_missing(t) != _is_missing(e):
                 missing = time_col if _is_missing(t) else event_col
                 problems.append(Problem("error", case_id, missing, "empty while its pair is filled",
