@@ -17,7 +17,7 @@ class Progress:
         self.label = label
         self.stream = stream or sys.stderr
         self.start = time.monotonic()
-        self.tty = stream.isatty()
+        self.tty = self.stream.isatty()
         self.last_print = 0.0
 
     def __call__(self, done, total):
