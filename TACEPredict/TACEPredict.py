@@ -15,7 +15,7 @@ from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoada
 from slicer.parameterNodeWrapper import parameterNodeWrapper
 from slicer.util import VTKObservationMixin
 
-# Imported by TACEPredictLib; Slicer ships numpy and SimpleITK, the rest is installed on first use.
+# What TACEPredictLib needs beyond Slicer's own numpy and SimpleITK; installed on first use.
 REQUIREMENTS_FILE = os.path.join(os.path.dirname(__file__), "Resources", "requirements.txt")
 
 
@@ -42,8 +42,9 @@ def requirements():
 def missingRequirements():
     """Distribution names that cannot be imported in Slicer's Python yet."""
     import importlib.util
-    modules = {"pandas": "pandas", "scipy": "scipy"}
-    return [dist for dist, module in modules.items() if importlib.util.find_spec(module) is None]
+    import re
+    names = [re.split(r"[<>=!~\[ ]", requirement)[0] for requirement in requirements()]
+    return [name for name in names if importlib.util.find_spec(name) is None]
 
 
 @parameterNodeWrapper

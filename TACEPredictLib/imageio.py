@@ -212,7 +212,7 @@ def write_seg_nrrd(labelmap, segments, path):
 # ----------------------------------------------------------------------------------------------- checks
 
 def ct_intensity_problem(image):
-    """A sentence saying why ``image`` does not look like CT in Hounsfield units, or None."""
+    """(problem, fix) when ``image`` does not look like CT in Hounsfield units, else None."""
     array = sitk.GetArrayViewFromImage(image)
     finite = np.isfinite(array)
     if not finite.all():

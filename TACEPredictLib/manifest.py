@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import SimpleITK as sitk
 
 from . import InputError
 from . import imageio
@@ -338,7 +339,7 @@ def check_case_images(manifest, row):
         except InputError as exc:
             problems.append(Problem("error", case_id, exc.column or column, exc.problem, exc.fix or ""))
             continue
-        voxels = int(np.count_nonzero(imageio.sitk.GetArrayViewFromImage(mask)))
+        voxels = int(np.count_nonzero(sitk.GetArrayViewFromImage(mask)))
         if voxels == 0:
             problems.append(Problem("error", case_id, column, "the target lesion is empty (0 voxels)",
                                     "check 'seg_label' or the segmentation file"))

@@ -118,8 +118,7 @@ def test_segmentation_on_another_grid(tmp_path):
     # Same physical space, coarser grid: fine (it can be resampled); shifted far away: an error.
     hu, labels = ct_and_lesion()
     coarse = labels[:, ::2, ::2]
-    resampled = _case(str(tmp_path), "resampled", seg_kwargs={"spacing": (1.6, 1.6, 3.0),
-                                                              "origin": (-79.6, -89.6, -300.0)})
+    resampled = _case(str(tmp_path), "resampled")
     sitk.WriteImage(make_image(coarse, spacing=(1.6, 1.6, 3.0), origin=(-79.6, -89.6, -300.0)),
                     str(tmp_path / "resampled_seg.nrrd"))
     shifted = _case(str(tmp_path), "bad", seg_kwargs={"origin": (120.0, -90.0, -300.0)})
