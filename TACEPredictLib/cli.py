@@ -90,6 +90,32 @@ def cmd_demo(args):
     return status
 
 
+def cmd_extract(args):
+    from .extract import ExtractionSettings, extract_cohort
+    settings = ExtractionSettings(
+        phases=tuple(args.phases.split(",")), register=args.register, radiomics=not args.no_radiomics,
+        radiomics_params=args.radiomics_params,
+        deep=tuple(b for b in args.deep.split(",") if b and b != "none"), weights=args.weights,
+        sampling=args.sampling, device=args.device, precision=args.precision, icc_cases=args.icc_cases)
+    print(RESEARCH_USE_NOTICE)
+    start = time.monotonic()
+    result = extract_cohort(args.manifest, args.out, settings, workers=args.workers, dask_address=args.dask,
+                            progress=None if args.quiet else Progress("extract"))
+    cases = result.features["case_id"].nunique()
+    print(f"{cases} case(s) extracted ({len(result.computed)} computed, {len(result.cached)} from cache), "
+          f"{len(result.failures)} failed, in {time.monotonic() - start:.1f} s -> {args.out}")
+    for _, failure in result.failures.iterrows():
+        print(f"FAILED: case {failure['case_id']}, column '{failure['column']}': {failure['error']}"
+              + (f" -> {failure['fix']}" if failure["fix"] else ""))
+    if result.icc is not None:
+        kept = result.icc[result.icc["kept"]]
+        print(f"reproducibility (ICC(2,1) >= 0.75): {len(kept)} of {len(result.icc)} features kept "
+              f"(icc.csv)")
+    for warning in result.warnings:
+        print(warning, file=sys.stderr)
+    return 1 if len(result.failures) else 0
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="tacepredict",
@@ -114,6 +140,29 @@ def build_parser():
     p.add_argument("--clinical", required=True, help="clinical.csv ('data table' sheet)")
     p.add_argument("--out", required=True, help="manifest CSV to write")
     p.set_defaults(func=cmd_import)
+
+    p = sub.add_parser("extract", help="radiomics and deep features of every case into one table")
+    p.add_argument("--manifest", required=True, help="cohort manifest CSV")
+    p.add_argument("--out", required=True, help="output folder (also holds the per-case cache)")
+    p.add_argument("--phases", default="ct_ap,ct_pvp", help="comma-separated phase columns (default: ct_ap,ct_pvp)")
+    p.add_argument("--register", choices=["none", "rigid", "affine"], default="rigid",
+                   help="align the other phases to the reference phase (default: rigid)")
+    p.add_argument("--no-radiomics", action="store_true", help="deep features only")
+    p.add_argument("--radiomics-params", default=None, help="pyradiomics YAML (default: Resources/radiomics_ct.yaml)")
+    p.add_argument("--deep", default="densenet121",
+                   help="comma-separated backbones: densenet121, resnet50, resnet101, or none")
+    p.add_argument("--weights", default="imagenet",
+                   help="imagenet (downloaded once into the torch hub cache), random (warns), or a checkpoint file")
+    p.add_argument("--sampling", choices=["centre", "inside"], default="centre",
+                   help="centre: 224x224 patch on the largest slice; inside: patches inside the ROI")
+    p.add_argument("--device", default="auto", help="auto (cuda, mps, cpu), cpu, cuda, cuda:1, mps")
+    p.add_argument("--precision", default="auto", choices=["auto", "float32", "float16", "bfloat16"])
+    p.add_argument("--icc-cases", type=int, default=30,
+                   help="cases whose other delineations (or mask perturbations) feed the ICC filter")
+    p.add_argument("--workers", type=int, default=None, help="local worker processes (default: all cores)")
+    p.add_argument("--dask", default=None, metavar="ADDRESS", help="run on an existing Dask scheduler instead")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_extract)
 
     p = sub.add_parser("demo", help="the main job on the built-in demo cohort")
     p.add_argument("--out", required=True, help="output folder")

@@ -27,7 +27,7 @@ def unlisted_files(repo):
     lists = cmake_lists(os.path.join(repo, "TACEPredict", "CMakeLists.txt"))
     listed = ({os.path.join("TACEPredict", f) for f in lists["MODULE_PYTHON_SCRIPTS"]}
               | {os.path.join("TACEPredict", f) for f in lists["MODULE_PYTHON_RESOURCES"]}
-              | set(lists["TACEPREDICTLIB_PYTHON_SCRIPTS"]))
+              | set(lists["TACEPREDICTLIB_PYTHON_SCRIPTS"]) | set(lists["TACEPREDICTLIB_RESOURCES"]))
     present = set()
     for top in ("TACEPredict", "TACEPredictLib"):
         for folder, dirs, files in os.walk(os.path.join(repo, top)):

@@ -2,6 +2,6 @@
 # Sets up the environment and runs the main job on the built-in synthetic demo cohort (output: demo_run/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup_env.sh test
+bash scripts/setup_env.sh
 hcc=../shared/data/hcc_tace_seg/clinical.csv
 exec .venv/bin/tacepredict demo --out demo_run $([ -f "$hcc" ] && echo --hcc-tace-seg "$hcc")

@@ -1,0 +1,226 @@
+"""Lesion sampling: the 2D patches each published method feeds its network, and training augmentations.
+
+Inputs are numpy volumes (z, y, x) on one grid: one HU volume per phase (stacked as channels, in the order
+given) and the lesion mask. Every sampler returns ``Patch`` objects that remember where they came from
+(slice and pixel box), so that a heat map computed on a patch can be put back into the CT
+(``TACEPredictLib.deep.heatmap_volume``).
+
+a. ``centre_patch``     largest-area axial slice, 224x224 centred on the ROI centroid (seeds 000, 001).
+b. ``inside_patches``   squares entirely inside the ROI on the largest slice and its two neighbours, one
+                        per slice (about three per patient), resized to 224x224 (seed 003).
+c. ``slice_boxes``      every tumour slice: the lesion's box on that slice plus 5 pixels, resized to
+                        128x128 (seed 004).
+d. ``ct_mask_patch``    the largest slice: the lesion's box (plus 5 pixels) resized to 224x224 with three
+                        channels - windowed CT, mask, CT inside the mask (seed 002).
+
+Augmentations (``Augmenter``) are for training only: feature extraction never augments.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+from .preprocess import window
+
+
+@dataclass
+class Patch:
+    """A (channels, height, width) float32 array and where it came from: ``slice_index`` on the volume's
+    z axis and the source box ``(row0, col0, row1, col1)`` in pixels (end exclusive; it may reach past the
+    image, where the patch is padded)."""
+    array: np.ndarray
+    slice_index: int
+    box: tuple
+    kind: str
+
+
+def _stack(volumes):
+    volumes = [np.asarray(v) for v in (volumes if isinstance(volumes, (list, tuple)) else [volumes])]
+    shapes = {v.shape for v in volumes}
+    if len(shapes) != 1:
+        raise ValueError(f"phases must share one grid, got shapes {sorted(shapes)}")
+    return np.stack(volumes).astype(np.float32)  # (C, z, y, x)
+
+
+def slice_areas(mask):
+    """Lesion pixels per axial slice."""
+    return np.asarray(mask, bool).reshape(mask.shape[0], -1).sum(1)
+
+
+def largest_slice(mask):
+    """Index of the axial slice with the largest lesion area."""
+    areas = slice_areas(mask)
+    if areas.max() == 0:
+        raise ValueError("the mask is empty")
+    return int(np.argmax(areas))
+
+
+def _cut(stack2d, row0, col0, row1, col1, pad):
+    """stack2d[:, row0:row1, col0:col1] with out-of-image pixels set to ``pad`` (per channel)."""
+    channels, height, width = stack2d.shape
+    out = np.empty((channels, row1 - row0, col1 - col0), np.float32)
+    out[:] = np.asarray(pad, np.float32).reshape(-1, 1, 1)
+    r0, c0, r1, c1 = max(row0, 0), max(col0, 0), min(row1, height), min(col1, width)
+    if r1 > r0 and c1 > c0:
+        out[:, r0 - row0:r1 - row0, c0 - col0:c1 - col0] = stack2d[:, r0:r1, c0:c1]
+    return out
+
+
+def resize(stack2d, size, order=1):
+    """Resize (C, h, w) to (C, size, size) (bilinear by default)."""
+    channels, height, width = stack2d.shape
+    if (height, width) == (size, size):
+        return stack2d.astype(np.float32)
+    factors = (1.0, size / height, size / width)
+    out = ndimage.zoom(stack2d, factors, order=order, mode="nearest", grid_mode=True)
+    return out[:, :size, :size].astype(np.float32)
+
+
+def centre_patch(volumes, mask, size=224):
+    """(a) A ``size`` x ``size`` patch of the largest slice, centred on the lesion's centroid there."""
+    stack = _stack(volumes)
+    mask = np.asarray(mask, bool)
+    z = largest_slice(mask)
+    rows, cols = np.nonzero(mask[z])
+    centre_r, centre_c = int(round(rows.mean())), int(round(cols.mean()))
+    row0, col0 = centre_r - size // 2, centre_c - size // 2
+    pad = stack.reshape(stack.shape[0], -1).min(1)
+    array = _cut(stack[:, z], row0, col0, row0 + size, col0 + size, pad)
+    return Patch(array, z, (row0, col0, row0 + size, col0 + size), "centre")
+
+
+def _largest_inside_square(mask2d):
+    """(row0, col0, side) of the largest axis-aligned square of pixels all inside ``mask2d``."""
+    # Classic dynamic programme: side of the largest all-ones square ending at each pixel.
+    height, width = mask2d.shape
+    best = np.zeros((height + 1, width + 1), np.int32)
+    top = (0, 0, 0)
+    for r in range(height):
+        row = mask2d[r]
+        if not row.any():
+            continue
+        for c in np.nonzero(row)[0]:
+            side = 1 + min(best[r, c + 1], best[r + 1, c], best[r, c])
+            best[r + 1, c + 1] = side
+            if side > top[2]:
+                top = (r - side + 1, c - side + 1, int(side))
+    return top
+
+
+def inside_patches(volumes, mask, size=224, neighbours=1, min_side=6):
+    """(b) On the largest slice and its ``neighbours`` slices either side: the largest square entirely inside
+    the ROI (at least ``min_side`` pixels), resized to ``size`` x ``size``. One patch per usable slice."""
+    stack = _stack(volumes)
+    mask = np.asarray(mask, bool)
+    z0 = largest_slice(mask)
+    patches = []
+    for z in range(max(0, z0 - neighbours), min(mask.shape[0], z0 + neighbours + 1)):
+        row0, col0, side = _largest_inside_square(mask[z])
+        if side < min_side:
+            continue
+        cut = stack[:, z, row0:row0 + side, col0:col0 + side]
+        patches.append(Patch(resize(cut, size), z, (row0, col0, row0 + side, col0 + side), "inside"))
+    if not patches:
+        raise ValueError(f"no square of {min_side}x{min_side} pixels fits inside the lesion")
+    return patches
+
+
+def _box_patch(stack, mask2d, z, margin, size, kind):
+    rows, cols = np.nonzero(mask2d)
+    row0, row1 = int(rows.min()) - margin, int(rows.max()) + 1 + margin
+    col0, col1 = int(cols.min()) - margin, int(cols.max()) + 1 + margin
+    # Square the box around its centre so that resizing keeps the lesion's shape.
+    side = max(row1 - row0, col1 - col0)
+    row0 -= (side - (row1 - row0)) // 2
+    col0 -= (side - (col1 - col0)) // 2
+    pad = stack.reshape(stack.shape[0], -1).min(1)
+    cut = _cut(stack[:, z], row0, col0, row0 + side, col0 + side, pad)
+    return Patch(resize(cut, size), z, (row0, col0, row0 + side, col0 + side), kind)
+
+
+def slice_boxes(volumes, mask, margin=5, size=128):
+    """(c) Every slice holding lesion: its lesion box plus ``margin`` pixels, squared, resized to ``size``."""
+    stack = _stack(volumes)
+    mask = np.asarray(mask, bool)
+    return [_box_patch(stack, mask[z], z, margin, size, "slice-box")
+            for z in np.nonzero(slice_areas(mask))[0]]
+
+
+def ct_mask_patch(volume, mask, size=224, margin=5):
+    """(d) The largest slice's lesion box (plus ``margin``) as three channels: windowed CT, mask, CT x mask."""
+    mask = np.asarray(mask, bool)
+    z = largest_slice(mask)
+    ct = window(volume)
+    stack = np.stack([ct, mask.astype(np.float32), ct * mask]).astype(np.float32)
+    patch = _box_patch(stack, mask[z], z, margin, size, "ct-mask")
+    patch.array[1] = (patch.array[1] >= 0.5).astype(np.float32)
+    patch.array[2] = patch.array[0] * patch.array[1]  # the CT inside the (resized) mask, exactly
+    return patch
+
+
+def lesion_cube(volumes, mask, size=64, margin=5):
+    """A 3D (C, size, size, size) cube around the lesion's bounding box (for 3D backbones)."""
+    stack = _stack(volumes)
+    mask = np.asarray(mask, bool)
+    nonzero = np.nonzero(mask)
+    lower = [max(int(a.min()) - margin, 0) for a in nonzero]
+    upper = [min(int(a.max()) + 1 + margin, n) for a, n in zip(nonzero, mask.shape)]
+    cut = stack[:, lower[0]:upper[0], lower[1]:upper[1], lower[2]:upper[2]]
+    factors = (1.0,) + tuple(size / n for n in cut.shape[1:])
+    return ndimage.zoom(cut, factors, order=1, mode="nearest", grid_mode=True)[:, :size, :size, :size]
+
+
+def to_three_channels(array):
+    """Repeat a one-channel patch to three channels (ImageNet networks); two channels get their mean third."""
+    channels = array.shape[0]
+    if channels == 3:
+        return array
+    if channels == 1:
+        return np.repeat(array, 3, axis=0)
+    if channels == 2:
+        return np.concatenate([array, array.mean(0, keepdims=True)])
+    raise ValueError(f"cannot map {channels} channels to 3; pick at most three phases")
+
+
+# -------------------------------------------------------------------------------------------- augmentation
+
+@dataclass
+class Augmenter:
+    """Random training augmentations from the papers: flips, +-90 degree rotations, shifts, shear, zoom and
+    Gaussian noise. Call it on a (N, C, H, W) batch with a numpy Generator; never used at inference."""
+    flips: bool = True
+    rotate90: bool = True
+    shift: float = 0.0        # fraction of the size, uniform in +-shift
+    shear_deg: float = 0.0
+    zoom: float = 0.0         # scale uniform in 1 +- zoom
+    noise_variance: float = 0.0
+
+    def __call__(self, batch, rng):
+        batch = np.array(batch, np.float32, copy=True)
+        for i in range(batch.shape[0]):
+            image = batch[i]
+            if self.flips and rng.uniform() < 0.5:
+                image = image[:, :, ::-1]
+            if self.flips and rng.uniform() < 0.5:
+                image = image[:, ::-1, :]
+            if self.rotate90:
+                image = np.rot90(image, k=int(rng.integers(0, 4)), axes=(1, 2))
+            if self.shift or self.shear_deg or self.zoom:
+                image = self._affine(image, rng)
+            batch[i] = image
+        if self.noise_variance > 0:
+            batch += rng.normal(0.0, np.sqrt(self.noise_variance), batch.shape).astype(np.float32)
+        return batch
+
+    def _affine(self, image, rng):
+        size = np.array(image.shape[1:], float)
+        scale = 1.0 + rng.uniform(-self.zoom, self.zoom)
+        shear = np.tan(np.radians(rng.uniform(-self.shear_deg, self.shear_deg)))
+        matrix = np.array([[1.0, shear], [0.0, 1.0]]) / scale
+        centre = (size - 1) / 2
+        offset = centre - matrix @ centre + rng.uniform(-self.shift, self.shift, 2) * size
+        return np.stack([ndimage.affine_transform(c, matrix, offset=offset, order=1, mode="nearest")
+                         for c in image])
