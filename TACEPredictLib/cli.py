@@ -82,6 +82,13 @@ def cmd_demo(args):
     status = cmd_phantom(argparse.Namespace(out=cohort, cases=args.cases, seed=args.seed, workers=args.workers))
     manifest = os.path.join(cohort, "manifest.csv")
     status |= cmd_validate(argparse.Namespace(manifest=manifest, table_only=False, quiet=False))
+    from .deep import imagenet_checkpoint_cached
+    weights = "imagenet" if imagenet_checkpoint_cached("densenet121") else "random"
+    print(f"feature extraction: radiomics + DenseNet121 ({weights} weights) of the arterial and portal phases")
+    status |= cmd_extract(argparse.Namespace(
+        manifest=manifest, out=os.path.join(args.out, "features"), phases="ct_ap,ct_pvp", register="rigid",
+        no_radiomics=False, radiomics_params=None, deep="densenet121", weights=weights, sampling="centre",
+        device="auto", precision="auto", icc_cases=30, workers=args.workers, dask=None, quiet=False))
     if args.hcc_tace_seg:
         imported = os.path.join(args.out, "hcc_tace_seg_manifest.csv")
         status |= cmd_import(argparse.Namespace(clinical=args.hcc_tace_seg, out=imported))

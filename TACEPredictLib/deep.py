@@ -139,15 +139,24 @@ def sha256_of(path):
     return digest.hexdigest()
 
 
+def _imagenet_path(name):
+    torch = _torch()
+    return os.path.join(torch.hub.get_dir(), "checkpoints", IMAGENET_URLS[name].rsplit("/", 1)[1])
+
+
+def imagenet_checkpoint_cached(name):
+    """Whether torchvision's ImageNet checkpoint for ``name`` is already in the torch hub cache."""
+    return os.path.isfile(_imagenet_path(name))
+
+
 def imagenet_checkpoint(name, download=True):
     """Path of torchvision's ImageNet checkpoint for ``name`` in the torch hub cache, downloaded once (users
     who are online) and checked against the SHA-256 prefix in its file name every time."""
     torch = _torch()
     url = IMAGENET_URLS[name]
-    filename = url.rsplit("/", 1)[1]
-    expected = filename.rsplit("-", 1)[1].split(".")[0]
-    folder = os.path.join(torch.hub.get_dir(), "checkpoints")
-    path = os.path.join(folder, filename)
+    path = _imagenet_path(name)
+    folder = os.path.dirname(path)
+    expected = os.path.basename(path).rsplit("-", 1)[1].split(".")[0]
     if not os.path.isfile(path):
         if not download:
             raise InputError(f"ImageNet weights for {name} are not in the cache ({path})", column="weights",

@@ -316,6 +316,9 @@ def extract_cohort(manifest_path, out_dir, settings=None, workers=None, dask_add
     if settings.radiomics:
         from .radiomics_features import make_extractor
         make_extractor(settings.radiomics_params)  # fail once, clearly, before any case runs
+    for backbone in settings.deep:
+        # Also fetches ImageNet weights once here, not in every worker at the same time.
+        _deep_extractor(backbone, settings.weights, "cpu", "float32")
     os.makedirs(out_dir, exist_ok=True)
     cores = os.cpu_count() or 1
     workers = max(1, min(workers or cores, cores))

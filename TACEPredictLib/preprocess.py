@@ -20,6 +20,9 @@ from .manifest import IMAGE_COLUMNS, PHASE_NAMES
 # wavelet/LoG filters' support.
 CROP_MARGIN_MM = (80.0, 80.0, 15.0)
 
+# The region registered (lesion plus this margin, mm): the liver around the lesion, which must align.
+REGISTRATION_MARGIN_MM = (30.0, 30.0, 15.0)
+
 # Abdominal soft-tissue window (HU) for [0, 1] normalisation.
 WINDOW_LEVEL = 50.0
 WINDOW_WIDTH = 400.0
@@ -113,7 +116,7 @@ def register_phase(fixed, moving, kind="rigid", working_spacing_mm=2.0):
     method.SetMetricAsMattesMutualInformation(numberOfHistogramBins=32)
     method.SetMetricSamplingStrategy(method.NONE)
     method.SetInterpolator(sitk.sitkLinear)
-    method.SetOptimizerAsRegularStepGradientDescent(learningRate=1.0, minStep=1e-3, numberOfIterations=100,
+    method.SetOptimizerAsRegularStepGradientDescent(learningRate=1.0, minStep=0.02, numberOfIterations=100,
                                                     relaxationFactor=0.5)
     method.SetOptimizerScalesFromPhysicalShift()
     method.SetSmoothingSigmasPerLevel([working_spacing_mm / 2])
@@ -209,12 +212,14 @@ def load_case(manifest, row, phases=None, register="rigid", reference_phase=None
                 cropped[phase] = sitk.Resample(moving, fixed, sitk.Transform(), sitk.sitkLinear, -1024.0,
                                                sitk.sitkFloat32)
             continue
-        # Register on a generous region of the moving image around the lesion, not the whole volume.
-        moving_region = _region_around(moving, fixed, margin_mm)
-        aligned, _, record = register_phase(fixed, moving_region, register)
+        # Register the liver around the lesion (what must align), then resample the whole crop.
+        near_index, near_size = crop_box(mask, REGISTRATION_MARGIN_MM)
+        near = crop(fixed, near_index, near_size)
+        _, transform, record = register_phase(near, _region_around(moving, near, margin_mm), register)
         record.phase = phase
         registrations.append(record)
-        cropped[phase] = aligned
+        cropped[phase] = sitk.Resample(_region_around(moving, fixed, margin_mm), fixed, transform,
+                                       sitk.sitkLinear, -1024.0, sitk.sitkFloat32)
     del images
 
     reader_masks = {}

@@ -27,6 +27,11 @@ def test_demo_main_job(tmp_path, capsys):
     assert "cohort/manifest.csv: 0 error(s)" in text
     assert "hcc_tace_seg_manifest.csv: 0 error(s)" in text
     assert len(pd.read_csv(os.path.join(out, "hcc_tace_seg_manifest.csv"))) == 105
+    # Features of both phases for every case; offline, the untrained DenseNet121 says so.
+    features = pd.read_parquet(os.path.join(out, "features", "features.parquet"))
+    assert features["case_id"].nunique() == 3 and set(features["phase"]) == {"ct_ap", "ct_pvp"}
+    assert features.groupby(["case_id", "phase"]).size().eq(1223 + 1024).all()
+    assert "3 case(s) extracted" in text
 
 
 def test_bad_manifest_path_is_a_clear_error(tmp_path, capsys):

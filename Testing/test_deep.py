@@ -80,12 +80,14 @@ def test_random_weights_warn_loudly():
 
 def test_imagenet_cache_is_checksummed_and_never_fetched_offline(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    assert not deep.imagenet_checkpoint_cached("densenet121")
     with pytest.raises(InputError, match="not in the cache"):
         deep.imagenet_checkpoint("densenet121", download=False)
     # A corrupt or truncated file in the cache is caught by the SHA-256 prefix in its name.
     folder = tmp_path / "hub" / "checkpoints"
     folder.mkdir(parents=True)
     (folder / "densenet121-a639ec97.pth").write_bytes(b"not the weights")
+    assert deep.imagenet_checkpoint_cached("densenet121")
     with pytest.raises(InputError, match="checksum mismatch"):
         deep.imagenet_checkpoint("densenet121", download=False)
 
@@ -165,3 +167,16 @@ def test_gradcam_on_a_real_backbone():
     patches = np.random.default_rng(0).normal(size=(2, 3, 64, 64)).astype(np.float32)
     maps = deep.gradcam(model, patches, "backbone." + deep.TARGET_LAYERS["densenet121"], class_index=1)
     assert maps.shape == (2, 64, 64) and np.isfinite(maps).all() and maps.max() <= 1.0
+
+
+def test_3d_backbone_on_a_lesion_cube():
+    from TACEPredictLib.sampling import lesion_cube
+    z, y, x = np.indices((20, 40, 40))
+    mask = (z - 10) ** 2 + (y - 20) ** 2 + (x - 20) ** 2 <= 49
+    cube = lesion_cube(np.where(mask, 120.0, 40.0), mask, size=32)
+    with pytest.warns(UserWarning, match="RANDOM WEIGHTS"):
+        extractor = deep.DeepFeatureExtractor("densenet121", weights="random", device="cpu", spatial_dims=3,
+                                              in_channels=1)
+    assert extractor.features(cube[None]).shape == (1, 1024)
+    with pytest.raises(InputError, match="only for 2D"):
+        deep.load_weights(deep.build_backbone("densenet121", spatial_dims=3), "imagenet")
