@@ -167,7 +167,8 @@ def extract_case(manifest, row, settings, with_readers=False):
             if settings.radiomics:
                 mask_image = sitk.GetImageFromArray(mask.astype(np.uint8))
                 mask_image.CopyInformation(image)
-                values = radiomics_extract(image, mask_image, _radiomics_extractor(settings.radiomics_params),
+                values = radiomics_extract(case.on_full_grid(image), case.on_full_grid(mask_image),
+                                           _radiomics_extractor(settings.radiomics_params),
                                            case_id=case.case_id, column=phase)
                 records += [(case.case_id, phase, reader, "radiomics", k, v, "") for k, v in values.items()]
             for backbone in settings.deep:

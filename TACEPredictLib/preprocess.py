@@ -20,6 +20,11 @@ from .manifest import IMAGE_COLUMNS, PHASE_NAMES
 # wavelet/LoG filters' support.
 CROP_MARGIN_MM = (80.0, 80.0, 15.0)
 
+# ... and at least this many voxels on every side: pyradiomics pads its own crop by 10 (resampled) voxels, and
+# ITK's B-spline resampling prefilters the whole input with a recursive filter whose influence falls by 0.27
+# per voxel; 20 voxels make radiomics of the crop equal radiomics of the whole CT to better than 1e-6.
+MIN_MARGIN_VOXELS = 20
+
 # The region registered (lesion plus this margin, mm): the liver around the lesion, which must align.
 REGISTRATION_MARGIN_MM = (30.0, 30.0, 15.0)
 
@@ -53,30 +58,44 @@ class CaseImages:
     """One case, cropped around the target lesion, every phase and mask on the reference phase's grid."""
     case_id: str
     reference_phase: str
-    phases: dict                      # phase column -> sitk image (float32 HU) on the cropped reference grid
+    phases: dict                      # phase column -> sitk image (HU, the reference CT's pixel type) on the
+                                      # cropped reference grid
     mask: sitk.Image                  # uint8 target lesion on the same grid
     reader_masks: dict = field(default_factory=dict)   # seg_r2, ... -> uint8 masks on the same grid
     registrations: list = field(default_factory=list)
     full_geometry: dict = field(default_factory=dict)  # the reference CT's whole grid (see ``empty_image``)
+    crop_index: tuple = (0, 0, 0)                      # where the crop starts on that grid
 
     def array(self, phase):
         return sitk.GetArrayFromImage(self.phases[phase])
+
+    def on_full_grid(self, image):
+        """A cropped image (or mask) placed back on the reference CT's whole grid, zero outside the crop.
+
+        pyradiomics anchors its resampling grid to the image's first voxel, so radiomics of a crop would
+        differ (by a sub-voxel shift of the 1 mm grid) from radiomics of the whole CT; on the whole grid they
+        are identical, and pyradiomics' own crop with its padding lies inside ours, where the voxels are real.
+        """
+        full = empty_image(self.full_geometry, image.GetPixelID())
+        return sitk.Paste(full, image, image.GetSize(), [0, 0, 0], [int(i) for i in self.crop_index])
 
     def mask_array(self, reader="seg"):
         mask = self.mask if reader == "seg" else self.reader_masks[reader]
         return sitk.GetArrayFromImage(mask).astype(bool)
 
 
-def crop_box(mask, margin_mm=CROP_MARGIN_MM):
-    """(index, size) of the lesion's bounding box plus a margin in mm, clipped to the mask's grid."""
+def crop_box(mask, margin_mm=CROP_MARGIN_MM, min_voxels=0):
+    """(index, size) of the lesion's bounding box plus a margin in mm (and at least ``min_voxels``), clipped
+    to the mask's grid."""
     box = imageio.mask_bounding_box(mask)
     if box is None:
         return None
     lower, upper = box
     spacing = mask.GetSpacing()
     size = mask.GetSize()
-    index = [max(0, lo - int(np.ceil(m / s))) for lo, m, s in zip(lower, margin_mm, spacing)]
-    end = [min(n - 1, hi + int(np.ceil(m / s))) for hi, m, s, n in zip(upper, margin_mm, spacing, size)]
+    pad = [max(int(np.ceil(m / s)), min_voxels) for m, s in zip(margin_mm, spacing)]
+    index = [max(0, lo - p) for lo, p in zip(lower, pad)]
+    end = [min(n - 1, hi + p) for hi, p, n in zip(upper, pad, size)]
     return index, [e - i + 1 for i, e in zip(index, end)]
 
 
@@ -97,7 +116,7 @@ def _ncc(a, b, mask=None):
 
 
 def register_phase(fixed, moving, kind="rigid", working_spacing_mm=2.0):
-    """Align ``moving`` to ``fixed`` (both float32, cropped around the lesion).
+    """Align ``moving`` to ``fixed`` (both cropped around the lesion).
 
     Mattes mutual information (contrast differs between phases) on both images resampled to
     ``working_spacing_mm`` (fast, and sub-millimetre on CT), regular-step gradient descent, geometry-centred
@@ -107,6 +126,8 @@ def register_phase(fixed, moving, kind="rigid", working_spacing_mm=2.0):
     """
     if kind not in ("rigid", "affine"):
         raise ValueError(f"registration kind must be rigid or affine, not {kind!r}")
+    fixed = sitk.Cast(fixed, sitk.sitkFloat32)
+    moving = sitk.Cast(moving, sitk.sitkFloat32)
     coarse_fixed = resample_isotropic(fixed, working_spacing_mm, sitk.sitkLinear)
     coarse_moving = resample_isotropic(moving, working_spacing_mm, sitk.sitkLinear)
     initial = sitk.CenteredTransformInitializer(
@@ -195,9 +216,11 @@ def load_case(manifest, row, phases=None, register="rigid", reference_phase=None
         mask = imageio.resample_mask_to(mask, reference)
         _check_lesion(mask, case_id, "seg")
 
-    index, size = crop_box(mask, margin_mm)
+    index, size = crop_box(mask, margin_mm, MIN_MARGIN_VOXELS)
     mask = crop(mask, index, size)
-    fixed = sitk.Cast(crop(reference, index, size), sitk.sitkFloat32)
+    # Phases keep the reference CT's pixel type (integer HU as stored), so that radiomics sees exactly what
+    # pyradiomics would see on the original files.
+    fixed = crop(reference, index, size)
     full_geometry = geometry_of(reference)
     cropped = {reference_phase: fixed}
     registrations = []
@@ -207,10 +230,9 @@ def load_case(manifest, row, phases=None, register="rigid", reference_phase=None
         moving = images[phase]
         if register == "none":
             if imageio.same_geometry(moving, reference):
-                cropped[phase] = sitk.Cast(crop(moving, index, size), sitk.sitkFloat32)
+                cropped[phase] = sitk.Cast(crop(moving, index, size), fixed.GetPixelID())
             else:
-                cropped[phase] = sitk.Resample(moving, fixed, sitk.Transform(), sitk.sitkLinear, -1024.0,
-                                               sitk.sitkFloat32)
+                cropped[phase] = _resample_like(moving, fixed, sitk.Transform())
             continue
         # Register the liver around the lesion (what must align), then resample the whole crop.
         near_index, near_size = crop_box(mask, REGISTRATION_MARGIN_MM)
@@ -218,8 +240,7 @@ def load_case(manifest, row, phases=None, register="rigid", reference_phase=None
         _, transform, record = register_phase(near, _region_around(moving, near, margin_mm), register)
         record.phase = phase
         registrations.append(record)
-        cropped[phase] = sitk.Resample(_region_around(moving, fixed, margin_mm), fixed, transform,
-                                       sitk.sitkLinear, -1024.0, sitk.sitkFloat32)
+        cropped[phase] = _resample_like(_region_around(moving, fixed, margin_mm), fixed, transform)
     del images
 
     reader_masks = {}
@@ -231,7 +252,8 @@ def load_case(manifest, row, phases=None, register="rigid", reference_phase=None
         reader_masks[column] = sitk.Resample(other, mask, sitk.Transform(), sitk.sitkNearestNeighbor, 0,
                                              sitk.sitkUInt8)
     return CaseImages(case_id=case_id, reference_phase=reference_phase, phases=cropped, mask=mask,
-                      reader_masks=reader_masks, registrations=registrations, full_geometry=full_geometry)
+                      reader_masks=reader_masks, registrations=registrations, full_geometry=full_geometry,
+                      crop_index=tuple(int(i) for i in index))
 
 
 def geometry_of(image):
@@ -247,6 +269,14 @@ def empty_image(geometry, pixel=sitk.sitkFloat32):
     image.SetOrigin(geometry["origin"])
     image.SetDirection(geometry["direction"])
     return image
+
+
+def _resample_like(moving, fixed, transform):
+    """``moving`` on ``fixed``'s grid (linear), rounded to ``fixed``'s pixel type when that is an integer."""
+    resampled = sitk.Resample(moving, fixed, transform, sitk.sitkLinear, -1024.0, sitk.sitkFloat32)
+    if fixed.GetPixelID() in (sitk.sitkFloat32, sitk.sitkFloat64):
+        return sitk.Cast(resampled, fixed.GetPixelID())
+    return sitk.Cast(sitk.Round(resampled), fixed.GetPixelID())
 
 
 def _region_around(moving, fixed, margin_mm):
@@ -266,7 +296,7 @@ def _region_around(moving, fixed, margin_mm):
     if np.any(upper < lower):
         raise InputError("the phase does not overlap the reference phase around the lesion", None, None,
                          "check that all phases belong to the same examination")
-    return sitk.Cast(crop(moving, lower, upper - lower + 1), sitk.sitkFloat32)
+    return crop(moving, lower, upper - lower + 1)
 
 
 def _check_lesion(mask, case_id, column):
