@@ -145,7 +145,7 @@ def extract_case(manifest, row, settings, with_readers=False):
     import SimpleITK as sitk
 
     from .preprocess import load_case
-    from .radiomics_features import extract as radiomics_extract
+    from .radiomics_features import extract_from_crop
     from .reproducibility import perturbed_masks
 
     readers = manifest.extra_seg_columns if with_readers else []
@@ -167,7 +167,7 @@ def extract_case(manifest, row, settings, with_readers=False):
             if settings.radiomics:
                 mask_image = sitk.GetImageFromArray(mask.astype(np.uint8))
                 mask_image.CopyInformation(image)
-                values = radiomics_extract(case.on_full_grid(image), case.on_full_grid(mask_image),
+                values = extract_from_crop(image, mask_image, case.crop_index, case.full_geometry["size"],
                                            _radiomics_extractor(settings.radiomics_params),
                                            case_id=case.case_id, column=phase)
                 records += [(case.case_id, phase, reader, "radiomics", k, v, "") for k, v in values.items()]

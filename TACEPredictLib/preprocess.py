@@ -7,6 +7,7 @@ lesion comes first, so that a 512x512x300 CT never gets copied, resampled or reg
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -68,16 +69,6 @@ class CaseImages:
 
     def array(self, phase):
         return sitk.GetArrayFromImage(self.phases[phase])
-
-    def on_full_grid(self, image):
-        """A cropped image (or mask) placed back on the reference CT's whole grid, zero outside the crop.
-
-        pyradiomics anchors its resampling grid to the image's first voxel, so radiomics of a crop would
-        differ (by a sub-voxel shift of the 1 mm grid) from radiomics of the whole CT; on the whole grid they
-        are identical, and pyradiomics' own crop with its padding lies inside ours, where the voxels are real.
-        """
-        full = empty_image(self.full_geometry, image.GetPixelID())
-        return sitk.Paste(full, image, image.GetSize(), [0, 0, 0], [int(i) for i in self.crop_index])
 
     def mask_array(self, reader="seg"):
         mask = self.mask if reader == "seg" else self.reader_masks[reader]
@@ -197,17 +188,10 @@ def load_case(manifest, row, phases=None, register="rigid", reference_phase=None
     mask = imageio.read_segmentation(seg_path, case_id, "seg").mask(selector, case_id)
     _check_lesion(mask, case_id, "seg")
 
-    images = {}
-    for phase, path in paths.items():
-        image = imageio.read_image(path, case_id, phase)
-        problem = imageio.ct_intensity_problem(image)
-        if problem:
-            raise InputError(problem[0], case_id, phase, problem[1])
-        images[phase] = image
-
+    # One whole CT in memory at a time: each phase is cropped as soon as it is read.
     if reference_phase is None:
-        reference_phase = next((p for p in wanted if imageio.same_geometry(mask, images[p])), wanted[0])
-    reference = images[reference_phase]
+        reference_phase = next((p for p in wanted if _same_grid_on_disk(mask, paths[p])), wanted[0])
+    reference = _read_ct(paths[reference_phase], case_id, reference_phase)
     if not imageio.same_geometry(mask, reference):
         if not imageio.mask_inside_image(mask, reference):
             raise InputError(f"the lesion lies outside the {PHASE_NAMES.get(reference_phase)} CT: segmentation "
@@ -222,14 +206,16 @@ def load_case(manifest, row, phases=None, register="rigid", reference_phase=None
     # pyradiomics would see on the original files.
     fixed = crop(reference, index, size)
     full_geometry = geometry_of(reference)
+    reference_grid = _Grid(full_geometry)
+    del reference
     cropped = {reference_phase: fixed}
     registrations = []
     for phase in wanted:
         if phase == reference_phase:
             continue
-        moving = images[phase]
+        moving = _read_ct(paths[phase], case_id, phase)
         if register == "none":
-            if imageio.same_geometry(moving, reference):
+            if imageio.same_geometry(moving, reference_grid):
                 cropped[phase] = sitk.Cast(crop(moving, index, size), fixed.GetPixelID())
             else:
                 cropped[phase] = _resample_like(moving, fixed, sitk.Transform())
@@ -237,11 +223,12 @@ def load_case(manifest, row, phases=None, register="rigid", reference_phase=None
         # Register the liver around the lesion (what must align), then resample the whole crop.
         near_index, near_size = crop_box(mask, REGISTRATION_MARGIN_MM)
         near = crop(fixed, near_index, near_size)
-        _, transform, record = register_phase(near, _region_around(moving, near, margin_mm), register)
+        region = _region_around(moving, fixed, margin_mm)
+        del moving
+        _, transform, record = register_phase(near, _region_around(region, near, margin_mm), register)
         record.phase = phase
         registrations.append(record)
-        cropped[phase] = _resample_like(_region_around(moving, fixed, margin_mm), fixed, transform)
-    del images
+        cropped[phase] = _resample_like(region, fixed, transform)
 
     reader_masks = {}
     for column in readers:
@@ -269,6 +256,46 @@ def empty_image(geometry, pixel=sitk.sitkFloat32):
     image.SetOrigin(geometry["origin"])
     image.SetDirection(geometry["direction"])
     return image
+
+
+class _Grid:
+    """A grid described by ``geometry_of``, answering what ``imageio.same_geometry`` asks of an image."""
+
+    def __init__(self, geometry):
+        self.geometry = geometry
+
+    def GetSize(self):  # noqa: N802 - SimpleITK's method names
+        return self.geometry["size"]
+
+    def GetSpacing(self):  # noqa: N802
+        return self.geometry["spacing"]
+
+    def GetOrigin(self):  # noqa: N802
+        return self.geometry["origin"]
+
+    def GetDirection(self):  # noqa: N802
+        return self.geometry["direction"]
+
+
+def _read_ct(path, case_id, column):
+    image = imageio.read_image(path, case_id, column)
+    problem = imageio.ct_intensity_problem(image)
+    if problem:
+        raise InputError(problem[0], case_id, column, problem[1])
+    return image
+
+
+def _same_grid_on_disk(mask, path):
+    """Whether the image file at ``path`` has ``mask``'s grid, from its header alone (False if unsure)."""
+    if os.path.isdir(path):
+        return False
+    try:
+        reader = sitk.ImageFileReader()
+        reader.SetFileName(path)
+        reader.ReadImageInformation()
+    except RuntimeError:
+        return False
+    return len(reader.GetSize()) == 3 and imageio.same_geometry(mask, reader)
 
 
 def _resample_like(moving, fixed, transform):

@@ -7,10 +7,12 @@ does not need radiomics keeps working, and asking for radiomics raises an error 
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 
 import numpy as np
+import SimpleITK as sitk
 
 from . import InputError
 
@@ -72,3 +74,65 @@ def extract(image, mask, extractor=None, label=1, case_id=None, column=None):
     return {name: float(np.asarray(value)) for name, value in result.items()
             if not name.startswith("diagnostics_")}
 
+
+
+def extract_from_crop(image, mask, crop_index, full_size, extractor=None, case_id=None, column=None):
+    """``extract`` for a crop of a bigger CT (``crop_index``: where the crop starts on the whole grid of size
+    ``full_size``), equal to pyradiomics on the whole CT.
+
+    pyradiomics anchors its resampling grid to the image's first voxel, so on a bare crop the 1 mm grid
+    would shift by a fraction of a voxel and change the features. Here the crop is resampled onto the very
+    grid pyradiomics chooses on the whole CT (``imageoperations.resampleImage`` of pyradiomics 3.0: the
+    mask's bounding box plus ``padDistance`` new voxels, origin at the half-voxel offset) and pyradiomics
+    runs on that without resampling again; the whole CT is never needed.
+    """
+    extractor = extractor or make_extractor()
+    settings = extractor.settings
+    new_spacing = settings.get("resampledPixelSpacing")
+    interpolator = settings.get("interpolator")
+    if new_spacing is None or interpolator is None:
+        return extract(image, mask, extractor, case_id=case_id, column=column)
+    mask = sitk.Cast(mask > 0, sitk.sitkUInt8)
+    label = 1
+    mask_spacing = np.array(mask.GetSpacing())
+    new_spacing = np.array(new_spacing, float)
+    new_spacing = np.where(new_spacing == 0, mask_spacing, new_spacing)
+    nonzero = np.nonzero(sitk.GetArrayViewFromImage(mask))
+    if len(nonzero[0]) == 0:
+        raise InputError("the lesion is empty", case_id, column, "check the segmentation")
+    lower = np.array([int(a.min()) for a in nonzero][::-1]) + np.asarray(crop_index)
+    size = np.array([int(a.max()) - int(a.min()) + 1 for a in nonzero][::-1])
+    new_spacing = np.where(size != 1, new_spacing, mask_spacing)  # no resampling across a single slice
+    if np.allclose(np.array(image.GetSpacing()), new_spacing):
+        return extract(image, mask, extractor, label=label, case_id=case_id, column=column)
+    pad = settings.get("padDistance", 5)
+    ratio = mask_spacing / new_spacing
+    new_lower = np.floor((lower - 0.5) * ratio - pad)
+    new_upper = np.ceil((lower + size - 0.5) * ratio + pad)
+    new_lower = np.maximum(new_lower, 0)
+    new_upper = np.minimum(new_upper, np.ceil(np.asarray(full_size) * ratio) - 1)
+    new_size = np.array(new_upper - new_lower + 1, dtype=int).tolist()
+    origin_index = 0.5 * (new_spacing - mask_spacing) / mask_spacing + new_lower / ratio - np.asarray(crop_index)
+    origin = mask.TransformContinuousIndexToPhysicalPoint(origin_index.tolist())
+    if isinstance(interpolator, str):
+        interpolator = getattr(sitk, interpolator, sitk.sitkBSpline)
+    resample = sitk.ResampleImageFilter()
+    resample.SetOutputSpacing(new_spacing.tolist())
+    resample.SetOutputDirection(mask.GetDirection())
+    resample.SetSize(new_size)
+    resample.SetOutputOrigin(origin)
+    resample.SetOutputPixelType(image.GetPixelID())
+    resample.SetInterpolator(interpolator)
+    image = resample.Execute(image)
+    resample.SetOutputPixelType(mask.GetPixelID())
+    resample.SetInterpolator(sitk.sitkNearestNeighbor)
+    mask = resample.Execute(mask)
+    return extract(image, mask, _without_resampling(extractor), label=label, case_id=case_id, column=column)
+
+
+def _without_resampling(extractor):
+    """The same extractor with resampling and pre-cropping switched off: the image is already the grid
+    pyradiomics would have resampled to."""
+    plain = copy.copy(extractor)
+    plain.settings = dict(extractor.settings, resampledPixelSpacing=None, preCrop=False)
+    return plain
