@@ -1,6 +1,6 @@
 """Peak memory for one 512x512x300 CT case (two phases, 0.7x0.7x1 mm, a 45 mm lesion): the whole extraction
 (read, crop, register, radiomics with Resources/radiomics_ct.yaml, DenseNet121) against only reading the two
-volumes, each in a fresh process (peak resident set size).
+volumes, each in a fresh process (its peak resident set size, VmHWM).
 
 Target (imaging issue): under 2 GB for the whole extraction.
 Usage: python benchmarks/bench_memory.py
@@ -35,7 +35,10 @@ else:
     settings = ExtractionSettings(weights="random", device="cpu")
     table, _, _ = extract_case(manifest, row, settings)
     features = len(table)
-print(json.dumps({"peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "features": features}))
+# VmHWM: this process's own peak (ru_maxrss would include the parent's size inherited at fork).
+peak = next((int(line.split()[1]) / 1024 for line in open("/proc/self/status") if line.startswith("VmHWM")),
+            resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+print(json.dumps({"peak_mib": peak, "features": features}))
 """
 
 
