@@ -8,7 +8,6 @@ user asks for ``weights="imagenet"``.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import sys
@@ -18,6 +17,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from . import InputError
+from .imageio import sha256_file
 
 FEATURE_SIZES = {"densenet121": 1024, "resnet50": 2048, "resnet101": 2048}
 
@@ -131,14 +131,6 @@ def convert_torchvision_state_dict(name, state):
     return out
 
 
-def sha256_of(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _imagenet_path(name):
     torch = _torch()
     return os.path.join(torch.hub.get_dir(), "checkpoints", IMAGENET_URLS[name].rsplit("/", 1)[1])
@@ -164,7 +156,7 @@ def imagenet_checkpoint(name, download=True):
         os.makedirs(folder, exist_ok=True)
         print(f"downloading {url} -> {path}", file=sys.stderr)
         torch.hub.download_url_to_file(url, path, hash_prefix=expected, progress=True)
-    actual = sha256_of(path)
+    actual = sha256_file(path)
     if not actual.startswith(expected):
         raise InputError(f"checksum mismatch for {path}: SHA-256 {actual[:12]}..., expected {expected}...",
                          column="weights", fix="delete the file so that it is downloaded again")
@@ -217,7 +209,7 @@ def load_weights(model, weights):
                          f"{len(missing)} missing keys (e.g. {missing[:2]}), "
                          f"{len(result.unexpected_keys)} unexpected (e.g. {result.unexpected_keys[:2]})",
                          column="weights", fix="use a checkpoint saved from the same backbone")
-    return {"weights": label, "sha256": sha256_of(path), "warning": ""}
+    return {"weights": label, "sha256": sha256_file(path), "warning": ""}
 
 
 class DeepFeatureExtractor:

@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from . import RESEARCH_USE_NOTICE, SYNTHETIC_DATA_NOTICE, InputError, __version__
+from .imageio import sha256_file
 from .manifest import Manifest, read_manifest
 
 FEATURE_COLUMNS = ["case_id", "phase", "reader", "family", "feature", "value", "weights"]
@@ -55,19 +56,11 @@ class ExtractionSettings:
         params = self.radiomics_params
         if self.radiomics:
             from .radiomics_features import DEFAULT_PARAMS
-            data["radiomics_params"] = _sha256_file(params or DEFAULT_PARAMS)
+            data["radiomics_params"] = sha256_file(params or DEFAULT_PARAMS)
         if self.weights not in ("imagenet", "random") and self.deep:
-            data["weights"] = _sha256_file(self.weights)
+            data["weights"] = sha256_file(self.weights)
         data["version"] = __version__
         return data
-
-
-def _sha256_file(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _sha256_input(path):
@@ -75,9 +68,9 @@ def _sha256_input(path):
         digest = hashlib.sha256()
         for name in sorted(os.listdir(path)):
             digest.update(name.encode())
-            digest.update(_sha256_file(os.path.join(path, name)).encode())
+            digest.update(sha256_file(os.path.join(path, name)).encode())
         return digest.hexdigest()
-    return _sha256_file(path)
+    return sha256_file(path)
 
 
 def _dump_json(data, path):

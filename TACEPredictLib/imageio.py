@@ -7,6 +7,7 @@ the MRML adapter.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass, field
 
@@ -233,6 +234,26 @@ def ct_intensity_problem(image):
         return (f"range {lo:g}..{hi:g} HU is outside what CT stores",
                 "check the DICOM rescale slope/intercept of this series")
     return None
+
+
+def lesion_problem(mask):
+    """(problem, fix) when the target lesion ``mask`` is empty or too small for image features, else None."""
+    voxels = int(np.count_nonzero(sitk.GetArrayViewFromImage(mask)))
+    if voxels == 0:
+        return "the target lesion is empty (0 voxels)", "check 'seg_label' or the segmentation file"
+    if voxels < MIN_LESION_VOXELS:
+        return (f"the target lesion has {voxels} voxels, fewer than the {MIN_LESION_VOXELS} needed for image "
+                "features", "check the segmentation, or use this case for clinical models only")
+    return None
+
+
+def sha256_file(path):
+    """SHA-256 hex digest of a file's contents."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def same_geometry(a, b, tolerance=GEOMETRY_TOLERANCE):

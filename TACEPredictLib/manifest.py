@@ -14,7 +14,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-import SimpleITK as sitk
 
 from . import InputError
 from . import imageio
@@ -339,16 +338,11 @@ def check_case_images(manifest, row):
         except InputError as exc:
             problems.append(Problem("error", case_id, exc.column or column, exc.problem, exc.fix or ""))
             continue
-        voxels = int(np.count_nonzero(sitk.GetArrayViewFromImage(mask)))
-        if voxels == 0:
-            problems.append(Problem("error", case_id, column, "the target lesion is empty (0 voxels)",
-                                    "check 'seg_label' or the segmentation file"))
-            continue
-        if voxels < imageio.MIN_LESION_VOXELS:
-            problems.append(Problem("error", case_id, column,
-                                    f"the target lesion has {voxels} voxels, fewer than the "
-                                    f"{imageio.MIN_LESION_VOXELS} needed for image features",
-                                    "check the segmentation, or use this case for clinical models only"))
+        problem = imageio.lesion_problem(mask)
+        if problem:
+            problems.append(Problem("error", case_id, column, *problem))
+            if problem[0].endswith("(0 voxels)"):
+                continue
         for phase, image in images.items():
             if imageio.same_geometry(mask, image):
                 continue

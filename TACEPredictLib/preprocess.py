@@ -327,14 +327,9 @@ def _region_around(moving, fixed, margin_mm):
 
 
 def _check_lesion(mask, case_id, column):
-    voxels = int(np.count_nonzero(sitk.GetArrayViewFromImage(mask)))
-    if voxels == 0:
-        raise InputError("the target lesion is empty (0 voxels)", case_id, column,
-                         "check 'seg_label' or the segmentation file")
-    if voxels < imageio.MIN_LESION_VOXELS:
-        raise InputError(f"the target lesion has {voxels} voxels, fewer than the {imageio.MIN_LESION_VOXELS} "
-                         "needed for image features", case_id, column,
-                         "check the segmentation, or use this case for clinical models only")
+    problem = imageio.lesion_problem(mask)
+    if problem:
+        raise InputError(problem[0], case_id, column, problem[1])
 
 
 # ---------------------------------------------------------------------------------- resampling, intensities

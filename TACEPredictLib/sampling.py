@@ -153,11 +153,10 @@ def ct_mask_patch(volume, mask, size=224, margin=5):
     """(d) The largest slice's lesion box (plus ``margin``) as three channels: windowed CT, mask, CT x mask."""
     mask = np.asarray(mask, bool)
     z = largest_slice(mask)
-    ct = window(volume)
-    stack = np.stack([ct, mask.astype(np.float32), ct * mask]).astype(np.float32)
+    stack = np.stack([window(volume), mask.astype(np.float32)])
     patch = _box_patch(stack, mask[z], z, margin, size, "ct-mask")
-    patch.array[1] = (patch.array[1] >= 0.5).astype(np.float32)
-    patch.array[2] = patch.array[0] * patch.array[1]  # the CT inside the (resized) mask, exactly
+    ct, resized_mask = patch.array[0], (patch.array[1] >= 0.5).astype(np.float32)
+    patch.array = np.stack([ct, resized_mask, ct * resized_mask])  # CT inside the resized mask, exactly
     return patch
 
 

@@ -1,7 +1,6 @@
 """MONAI backbones, checkpoints (torchvision layout, safetensors, checksums), batched inference and Grad-CAM
 heat maps in the CT's physical space. No test downloads anything."""
 
-import os
 
 import numpy as np
 import pytest
@@ -12,6 +11,7 @@ pytest.importorskip("monai")
 
 from TACEPredictLib import InputError  # noqa: E402
 from TACEPredictLib import deep  # noqa: E402
+from TACEPredictLib.imageio import sha256_file  # noqa: E402
 from TACEPredictLib.preprocess import geometry_of  # noqa: E402
 from TACEPredictLib.sampling import centre_patch  # noqa: E402
 
@@ -55,7 +55,7 @@ def test_torchvision_checkpoints_load_into_the_monai_backbone(tmp_path, name, su
         save_file({k: v.contiguous() for k, v in _torchvision_layout(source).items()}, path)
     extractor = deep.DeepFeatureExtractor(name, weights=path, device="cpu")
     assert extractor.provenance["weights"].startswith("file ") and extractor.provenance["warning"] == ""
-    assert extractor.provenance["sha256"] == deep.sha256_of(path)
+    assert extractor.provenance["sha256"] == sha256_file(path)
     patches = np.random.default_rng(1).normal(size=(3, 3, 64, 64)).astype(np.float32)
     with torch.inference_mode():
         expected = source(torch.from_numpy(patches)).numpy()

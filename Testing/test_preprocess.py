@@ -1,6 +1,5 @@
 """Case loading, cropping, phase registration, resampling and intensity normalisation."""
 
-import os
 
 import numpy as np
 import pytest

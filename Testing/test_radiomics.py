@@ -8,11 +8,10 @@ import os
 
 import numpy as np
 import pytest
-import SimpleITK as sitk
 
 from TACEPredictLib import InputError
 from TACEPredictLib import radiomics_features
-from TACEPredictLib.radiomics_features import DEFAULT_PARAMS, extract, make_extractor, settings_of
+from TACEPredictLib.radiomics_features import extract, make_extractor, settings_of
 
 from conftest import SHARED_DATA, ct_and_lesion, make_image
 
