@@ -37,3 +37,15 @@ def test_demo_main_job(tmp_path, capsys):
 def test_bad_manifest_path_is_a_clear_error(tmp_path, capsys):
     assert cli.main(["validate", "--manifest", str(tmp_path / "missing.csv"), "--quiet"]) == 1
     assert "manifest not found" in capsys.readouterr().out
+
+
+def test_an_interrupted_extraction_says_how_to_resume(tmp_path, capsys, monkeypatch):
+    import TACEPredictLib.extract
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(TACEPredictLib.extract, "extract_cohort", interrupted)
+    status = cli.main(["extract", "--manifest", str(tmp_path / "m.csv"), "--out", str(tmp_path / "out"), "--quiet"])
+    assert status == 130
+    assert "run the same command again to resume" in capsys.readouterr().err
