@@ -1,0 +1,330 @@
+"""Evaluation statistics for researchers' own arrays (numpy in, numbers / pandas out).
+
+Survival conventions: ``time`` is the follow-up time (any unit, the same for every argument), ``event`` is 1
+for an observed event and 0 for censoring, and ``risk`` is higher for a worse prognosis (a Cox linear
+predictor, a predicted probability of death). Functions that take a horizon ``t`` use the same unit as
+``time``. Every function checks its inputs and raises ``ValueError`` naming the argument that is wrong.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+
+def _survival_arrays(time, event, *others):
+    time = np.asarray(time, dtype=float)
+    event = np.asarray(event, dtype=float)
+    if time.ndim != 1 or event.shape != time.shape:
+        raise ValueError(f"time and event must be 1-D arrays of one length (got {time.shape} and {event.shape})")
+    if not np.all(np.isfinite(time)) or np.any(time < 0):
+        raise ValueError("time must be finite and non-negative")
+    if not np.all(np.isin(event, (0, 1))):
+        raise ValueError("event must be 0 (censored) or 1 (event)")
+    out = [time, event.astype(bool)]
+    for name, values in others:
+        values = np.asarray(values, dtype=float)
+        if values.shape[0] != time.shape[0]:
+            raise ValueError(f"{name} has {values.shape[0]} values for {time.shape[0]} times")
+        if not np.all(np.isfinite(values)):
+            raise ValueError(f"{name} has missing or infinite values")
+        out.append(values)
+    return out
+
+
+# --- concordance -------------------------------------------------------------------------------------------
+
+def _concordance_counts(time, event, risk, block=2048):
+    """(concordant + 0.5 x tied-risk, comparable) pairs, Harrell's definition."""
+    order = np.argsort(time, kind="stable")
+    time, event, risk = time[order], event[order], risk[order]
+    events = np.flatnonzero(event)
+    concordant = 0.0
+    comparable = 0.0
+    for start in range(0, len(events), block):
+        i = events[start:start + block]
+        # j is comparable with event i when it outlived i (a censored j at i's time counts as outliving it)
+        later = (time[None, :] > time[i, None]) | ((time[None, :] == time[i, None]) & ~event[None, :])
+        diff = risk[i, None] - risk[None, :]
+        concordant += np.sum(later & (diff > 0)) + 0.5 * np.sum(later & (diff == 0))
+        comparable += np.sum(later)
+    return concordant, comparable
+
+
+def concordance_index(time, risk, event):
+    """Harrell's C-index: the share of comparable pairs whose higher-risk member fails first.
+
+    A pair is comparable when the earlier time is an event; a censored time equal to an event time counts as
+    the longer one; tied risks count one half. Equals ``lifelines.utils.concordance_index(time, -risk, event)``.
+    """
+    time, event, risk = _survival_arrays(time, event, ("risk", risk))
+    concordant, comparable = _concordance_counts(time, event, risk)
+    if comparable == 0:
+        raise ValueError("no comparable pairs: the C-index needs at least one event before another time")
+    return concordant / comparable
+
+
+def _bootstrap_indices(n, n_bootstrap, seed):
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, n, size=(n_bootstrap, n))
+
+
+def concordance_index_ci(time, risk, event, n_bootstrap=1000, seed=0, level=0.95):
+    """C-index with a percentile bootstrap confidence interval: ``(c, lower, upper)``."""
+    time, event, risk = _survival_arrays(time, event, ("risk", risk))
+    c = concordance_index(time, risk, event)
+    samples = []
+    for idx in _bootstrap_indices(len(time), n_bootstrap, seed):
+        concordant, comparable = _concordance_counts(time[idx], event[idx], risk[idx])
+        if comparable:
+            samples.append(concordant / comparable)
+    lower, upper = np.quantile(samples, [(1 - level) / 2, (1 + level) / 2])
+    return c, float(lower), float(upper)
+
+
+def compare_concordance(time, risk_a, risk_b, event, n_bootstrap=1000, seed=0, level=0.95):
+    """Paired test of two models' C-indices on the same patients.
+
+    Both C-indices are recomputed on the same bootstrap resamples; the difference's standard error is the SD of
+    the resampled differences and ``p`` is the two-sided normal p-value of ``(c_a - c_b) / se``. Returns a dict
+    with ``c_a``, ``c_b``, ``difference``, its percentile ``lower`` / ``upper`` bounds and ``p``.
+    """
+    time, event, risk_a, risk_b = _survival_arrays(time, event, ("risk_a", risk_a), ("risk_b", risk_b))
+    c_a = concordance_index(time, risk_a, event)
+    c_b = concordance_index(time, risk_b, event)
+    diffs = []
+    for idx in _bootstrap_indices(len(time), n_bootstrap, seed):
+        a, comparable = _concordance_counts(time[idx], event[idx], risk_a[idx])
+        b, _ = _concordance_counts(time[idx], event[idx], risk_b[idx])
+        if comparable:
+            diffs.append((a - b) / comparable)
+    diffs = np.asarray(diffs)
+    se = diffs.std(ddof=1)
+    p = float(2 * stats.norm.sf(abs(c_a - c_b) / se)) if se > 0 else (1.0 if c_a == c_b else 0.0)
+    lower, upper = np.quantile(diffs, [(1 - level) / 2, (1 + level) / 2])
+    return {"c_a": c_a, "c_b": c_b, "difference": c_a - c_b, "lower": float(lower), "upper": float(upper),
+            "p": p}
+
+
+# --- Kaplan-Meier and log-rank ------------------------------------------------------------------------------
+
+def kaplan_meier(time, event, level=0.95):
+    """Kaplan-Meier estimate at every distinct time: a table with ``time``, ``at_risk``, ``events``,
+    ``censored``, ``survival`` and the Greenwood log(-log) confidence bounds ``lower`` / ``upper``."""
+    time, event = _survival_arrays(time, event)
+    times, inverse = np.unique(time, return_inverse=True)
+    events = np.bincount(inverse, weights=event, minlength=len(times))
+    leaving = np.bincount(inverse, minlength=len(times)).astype(float)
+    at_risk = len(time) - np.concatenate([[0.0], np.cumsum(leaving)[:-1]])
+    survival = np.cumprod(1.0 - events / at_risk)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        greenwood = np.cumsum(events / (at_risk * (at_risk - events)))
+        z = stats.norm.ppf((1 + level) / 2)
+        log_s = np.log(survival)
+        se_loglog = np.sqrt(greenwood) / np.abs(log_s)
+        lower = np.exp(-np.exp(np.log(-log_s) + z * se_loglog))
+        upper = np.exp(-np.exp(np.log(-log_s) - z * se_loglog))
+    lower = np.where(survival >= 1, 1.0, np.where(survival <= 0, 0.0, lower))
+    upper = np.where(survival >= 1, 1.0, np.where(survival <= 0, 0.0, upper))
+    return pd.DataFrame({"time": times, "at_risk": at_risk, "events": events, "censored": leaving - events,
+                         "survival": survival, "lower": lower, "upper": upper})
+
+
+def survival_at(km_table, t):
+    """The Kaplan-Meier survival (a ``kaplan_meier`` table) at time(s) ``t``: a step function."""
+    t = np.atleast_1d(np.asarray(t, dtype=float))
+    idx = np.searchsorted(km_table["time"].to_numpy(), t, side="right") - 1
+    values = np.where(idx >= 0, km_table["survival"].to_numpy()[np.maximum(idx, 0)], 1.0)
+    return values if len(values) > 1 else float(values[0])
+
+
+def logrank_test(time, event, group):
+    """Log-rank test of equal survival across the groups in ``group`` (any labels, two or more groups).
+
+    Returns a dict with ``statistic`` (chi-square), ``df`` and ``p``; equals
+    ``lifelines.statistics.multivariate_logrank_test``.
+    """
+    time, event = _survival_arrays(time, event)
+    group = np.asarray(group)
+    if group.shape != time.shape:
+        raise ValueError("group must have one label per time")
+    labels = np.unique(group)
+    if len(labels) < 2:
+        raise ValueError("the log-rank test needs at least two groups")
+    times = np.unique(time[event])
+    observed = np.zeros(len(labels))
+    expected = np.zeros(len(labels))
+    covariance = np.zeros((len(labels), len(labels)))
+    at_risk_all = (time[None, :] >= times[:, None])
+    deaths_all = (time[None, :] == times[:, None]) & event[None, :]
+    n = at_risk_all.sum(1).astype(float)
+    d = deaths_all.sum(1).astype(float)
+    for k, label in enumerate(labels):
+        member = group == label
+        observed[k] = deaths_all[:, member].sum()
+    at_risk = np.stack([at_risk_all[:, group == label].sum(1) for label in labels], axis=1).astype(float)
+    expected = (at_risk * (d / n)[:, None]).sum(0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        factor = np.where(n > 1, d * (n - d) / (n * n * (n - 1)), 0.0)
+    for a in range(len(labels)):
+        for b in range(len(labels)):
+            covariance[a, b] = np.sum(factor * at_risk[:, a] * ((a == b) * n - at_risk[:, b]))
+    diff = (observed - expected)[:-1]
+    statistic = float(diff @ np.linalg.solve(covariance[:-1, :-1], diff))
+    df = len(labels) - 1
+    return {"statistic": statistic, "df": df, "p": float(stats.chi2.sf(statistic, df))}
+
+
+# --- time-dependent discrimination and accuracy ---------------------------------------------------------
+
+def _censoring_survival(time, event):
+    """KM of the censoring distribution: G(t), for inverse-probability-of-censoring weights."""
+    return kaplan_meier(time, 1 - event.astype(int))
+
+
+def _g_before(censoring_km, t):
+    """G(t-): the censoring survival just before t."""
+    t = np.asarray(t, dtype=float)
+    times = censoring_km["time"].to_numpy()
+    idx = np.searchsorted(times, t, side="left") - 1
+    return np.where(idx >= 0, censoring_km["survival"].to_numpy()[np.maximum(idx, 0)], 1.0)
+
+
+def time_dependent_auc(time, event, risk, horizons, train_time=None, train_event=None):
+    """Cumulative / dynamic AUC at each horizon (Uno et al. 2007, inverse-probability-of-censoring weights).
+
+    Cases are patients with an event by ``t``, controls those still at risk after ``t``. The censoring
+    distribution comes from ``train_time`` / ``train_event`` when given, else from the evaluated data. Returns
+    an array, one AUC per horizon (NaN where a horizon has no case or no control).
+    """
+    time, event, risk = _survival_arrays(time, event, ("risk", risk))
+    if train_time is None:
+        censoring = _censoring_survival(time, event)
+    else:
+        train_time, train_event = _survival_arrays(train_time, train_event)
+        censoring = _censoring_survival(train_time, train_event)
+    weights = np.zeros_like(time)
+    with np.errstate(divide="ignore"):
+        g = _g_before(censoring, time)
+        weights[event] = np.where(g[event] > 0, 1.0 / g[event], 0.0)
+    result = []
+    for t in np.atleast_1d(horizons):
+        cases = (time <= t) & event
+        controls = time > t
+        if not cases.any() or not controls.any():
+            result.append(np.nan)
+            continue
+        diff = risk[cases][:, None] - risk[controls][None, :]
+        score = ((diff > 0) + 0.5 * (diff == 0)).sum(1)
+        result.append(float(np.sum(weights[cases] * score) / (np.sum(weights[cases]) * controls.sum())))
+    return np.asarray(result)
+
+
+def brier_score(time, event, survival_prob, t, train_time=None, train_event=None):
+    """Graf et al.'s IPCW Brier score at horizon ``t`` for predicted survival probabilities S(t | x)."""
+    time, event, survival_prob = _survival_arrays(time, event, ("survival_prob", survival_prob))
+    censoring = _censoring_survival(*(_survival_arrays(train_time, train_event) if train_time is not None
+                                      else (time, event)))
+    died = (time <= t) & event
+    alive = time > t
+    g_died = _g_before(censoring, time)
+    g_t = float(survival_at(censoring, t))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        terms = np.where(died, survival_prob ** 2 / g_died, 0.0) + np.where(alive, (1 - survival_prob) ** 2 / g_t, 0.0)
+    terms = np.where(np.isfinite(terms), terms, 0.0)
+    return float(np.mean(terms))
+
+
+def integrated_brier_score(time, event, survival_matrix, times, train_time=None, train_event=None):
+    """Integral of the Brier score over ``times`` (trapezoid rule) divided by the time span.
+
+    ``survival_matrix`` has one row per patient and one column per time in ``times`` (increasing).
+    """
+    times = np.asarray(times, dtype=float)
+    survival_matrix = np.asarray(survival_matrix, dtype=float)
+    if survival_matrix.shape != (len(np.asarray(time)), len(times)) or len(times) < 2:
+        raise ValueError("survival_matrix must be patients x times, with at least two increasing times")
+    if np.any(np.diff(times) <= 0):
+        raise ValueError("times must increase")
+    scores = [brier_score(time, event, survival_matrix[:, k], t, train_time, train_event)
+              for k, t in enumerate(times)]
+    return float(np.trapezoid(scores, times) / (times[-1] - times[0]))
+
+
+def calibration_at(time, event, survival_prob, t, groups=5, level=0.95):
+    """Calibration of predicted survival at horizon ``t``: patients are cut into ``groups`` quantile groups of
+    predicted survival; each group's mean prediction is set against its Kaplan-Meier survival at ``t``.
+
+    Returns ``(table, rmse)``: table columns ``group``, ``n``, ``predicted``, ``observed``, ``lower``,
+    ``upper``; rmse is the root mean squared difference between predicted and observed over the groups.
+    """
+    time, event, survival_prob = _survival_arrays(time, event, ("survival_prob", survival_prob))
+    groups = max(1, min(groups, len(time) // 5))
+    ranks = pd.qcut(pd.Series(survival_prob).rank(method="first"), groups, labels=False).to_numpy()
+    rows = []
+    for g in range(groups):
+        member = ranks == g
+        km = kaplan_meier(time[member], event[member], level)
+        idx = np.searchsorted(km["time"].to_numpy(), t, side="right") - 1
+        if idx >= 0:
+            observed, lower, upper = km.loc[idx, ["survival", "lower", "upper"]]
+        else:
+            observed = lower = upper = 1.0
+        rows.append({"group": g + 1, "n": int(member.sum()), "predicted": float(survival_prob[member].mean()),
+                     "observed": float(observed), "lower": float(lower), "upper": float(upper)})
+    table = pd.DataFrame(rows)
+    rmse = float(np.sqrt(np.mean((table["predicted"] - table["observed"]) ** 2)))
+    return table, rmse
+
+
+# --- binary outcomes ----------------------------------------------------------------------------------------
+
+def _binary_arrays(label, score):
+    label = np.asarray(label, dtype=float)
+    score = np.asarray(score, dtype=float)
+    if label.ndim != 1 or score.shape != label.shape:
+        raise ValueError("label and score must be 1-D arrays of one length")
+    if not np.all(np.isin(label, (0, 1))):
+        raise ValueError("label must be 0 or 1")
+    if not np.all(np.isfinite(score)):
+        raise ValueError("score has missing or infinite values")
+    if label.min() == label.max():
+        raise ValueError("label has a single class: ROC analysis needs both")
+    return label.astype(bool), score
+
+
+def roc_curve(label, score):
+    """ROC curve: ``(fpr, tpr, thresholds)``, thresholds decreasing; predicted positive when score >= threshold."""
+    label, score = _binary_arrays(label, score)
+    thresholds = np.unique(score)[::-1]
+    tp = np.array([np.sum(label & (score >= c)) for c in thresholds], dtype=float)
+    fp = np.array([np.sum(~label & (score >= c)) for c in thresholds], dtype=float)
+    tpr = np.concatenate([[0.0], tp / label.sum()])
+    fpr = np.concatenate([[0.0], fp / (~label).sum()])
+    return fpr, tpr, np.concatenate([[np.inf], thresholds])
+
+
+def roc_auc(label, score):
+    """Area under the ROC curve (the Mann-Whitney probability that a positive outscores a negative)."""
+    label, score = _binary_arrays(label, score)
+    ranks = stats.rankdata(score)
+    n_pos = label.sum()
+    n_neg = len(label) - n_pos
+    return float((ranks[label].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def youden_cutoff(label, score):
+    """The threshold maximising sensitivity + specificity - 1; returns ``(threshold, sensitivity, specificity)``."""
+    fpr, tpr, thresholds = roc_curve(label, score)
+    best = int(np.argmax(tpr - fpr))
+    return float(thresholds[best]), float(tpr[best]), float(1 - fpr[best])
+
+
+def status_at(time, event, t):
+    """Binary status at horizon ``t``: 1 = event by t, 0 = known to be event-free at t, NaN = censored before t."""
+    time, event = _survival_arrays(time, event)
+    status = np.full(len(time), np.nan)
+    status[(time <= t) & event] = 1
+    status[time > t] = 0
+    return status

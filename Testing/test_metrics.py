@@ -1,0 +1,123 @@
+"""TACEPredictLib.metrics against lifelines and against closed forms."""
+
+import numpy as np
+import pytest
+
+from TACEPredictLib import metrics as M
+
+lifelines = pytest.importorskip("lifelines")
+from lifelines.datasets import load_rossi  # noqa: E402
+from lifelines.statistics import multivariate_logrank_test  # noqa: E402
+from lifelines.utils import concordance_index as lifelines_cindex  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def rossi():
+    data = load_rossi()
+    rng = np.random.default_rng(0)
+    risk = np.round(data["prio"].to_numpy() + rng.normal(0, 1, len(data)))  # tied risks on purpose
+    return data["week"].to_numpy(float), data["arrest"].to_numpy(int), risk, data
+
+
+def test_concordance_equals_lifelines(rossi):
+    time, event, risk, _ = rossi
+    assert M.concordance_index(time, risk, event) == pytest.approx(lifelines_cindex(time, -risk, event), abs=1e-12)
+    c, lower, upper = M.concordance_index_ci(time, risk, event, n_bootstrap=200)
+    assert lower < c < upper
+    assert M.concordance_index(time, -risk, event) == pytest.approx(1 - M.concordance_index(time, risk, event))
+
+
+def test_paired_concordance_test(rossi):
+    time, event, risk, _ = rossi
+    same = M.compare_concordance(time, risk, risk, event, n_bootstrap=100)
+    assert same["difference"] == 0 and same["p"] == 1.0
+    reversed_risk = M.compare_concordance(time, risk, -risk, event, n_bootstrap=300)
+    assert reversed_risk["difference"] > 0.15 and reversed_risk["p"] < 0.001 and reversed_risk["lower"] > 0
+
+
+def test_kaplan_meier_and_logrank_equal_lifelines(rossi):
+    time, event, _, data = rossi
+    km = M.kaplan_meier(time, event)
+    fitter = lifelines.KaplanMeierFitter().fit(time, event)
+    expected = fitter.survival_function_.iloc[1:, 0].to_numpy()
+    np.testing.assert_allclose(km["survival"], expected, atol=1e-12)
+    np.testing.assert_allclose(km["lower"], fitter.confidence_interval_.iloc[1:, 0], atol=1e-9)
+    groups = (data["race"] + 2 * data["mar"]).to_numpy()
+    ours = M.logrank_test(time, event, groups)
+    theirs = multivariate_logrank_test(time, groups, event)
+    assert ours["statistic"] == pytest.approx(theirs.test_statistic, rel=1e-9)
+    assert ours["p"] == pytest.approx(theirs.p_value, rel=1e-9) and ours["df"] == 3
+
+
+def test_time_dependent_auc_without_censoring_is_the_roc_auc_of_the_status():
+    rng = np.random.default_rng(2)
+    time = rng.exponential(100, 300)
+    risk = -np.log(time) + rng.normal(0, 1, 300)
+    event = np.ones(300)
+    auc = M.time_dependent_auc(time, event, risk, [50, 100])
+    for t, value in zip([50, 100], auc):
+        assert value == pytest.approx(M.roc_auc((time <= t).astype(int), risk), abs=1e-12)
+    assert np.isnan(M.time_dependent_auc(time, event, risk, [time.max() + 1])[0])
+
+
+def test_ipcw_auc_corrects_for_censoring():
+    rng = np.random.default_rng(3)
+    n = 4000
+    x = rng.normal(size=n)
+    death = rng.exponential(100 / np.exp(x))
+    censor = rng.uniform(0, 200, n)  # heavy censoring, independent of x (the IPCW assumption)
+    full = M.time_dependent_auc(death, np.ones(n), x, [60])[0]
+    time, event = np.minimum(death, censor), (death <= censor).astype(int)
+    weighted = M.time_dependent_auc(time, event, x, [60])[0]
+    # without weights, early deaths (more often observed) dominate the cases and bias the AUC
+    cases, controls = (time <= 60) & (event == 1), time > 60
+    naive = np.mean(x[cases][:, None] > x[controls][None, :])
+    assert weighted == pytest.approx(full, abs=0.015)
+    assert abs(naive - full) > 2 * abs(weighted - full)
+
+
+def test_brier_and_integrated_brier_without_censoring():
+    rng = np.random.default_rng(4)
+    time = rng.exponential(100, 200)
+    event = np.ones(200)
+    surv = rng.uniform(size=(200, 3))
+    times = np.array([20.0, 60.0, 120.0])
+    for k, t in enumerate(times):
+        assert M.brier_score(time, event, surv[:, k], t) == pytest.approx(np.mean(((time > t) - surv[:, k]) ** 2))
+    ibs = M.integrated_brier_score(time, event, surv, times)
+    scores = [np.mean(((time > t) - surv[:, k]) ** 2) for k, t in enumerate(times)]
+    assert ibs == pytest.approx(np.trapezoid(scores, times) / 100.0)
+
+
+def test_calibration_of_true_probabilities():
+    rng = np.random.default_rng(5)
+    n = 3000
+    rate = np.exp(rng.normal(size=n)) / 100
+    time = rng.exponential(1 / rate)
+    truth = np.exp(-rate * 80)
+    table, rmse = M.calibration_at(time, np.ones(n), truth, 80, groups=5)
+    assert rmse < 0.03 and len(table) == 5 and table["n"].sum() == n
+    _, rmse_bad = M.calibration_at(time, np.ones(n), np.clip(truth + 0.25, 0, 1), 80, groups=5)
+    assert rmse_bad > 0.15
+
+
+def test_roc_and_youden():
+    label = np.array([0, 0, 0, 1, 0, 1, 1, 1])
+    score = np.array([0.1, 0.2, 0.3, 0.35, 0.4, 0.6, 0.7, 0.8])
+    assert M.roc_auc(label, score) == pytest.approx(15 / 16)
+    threshold, sensitivity, specificity = M.youden_cutoff(label, score)
+    assert (threshold, sensitivity, specificity) == (0.6, 0.75, 1.0) or (threshold, sensitivity, specificity) == \
+        (0.35, 1.0, 0.75)
+    with pytest.raises(ValueError, match="single class"):
+        M.roc_auc([1, 1], [0.2, 0.3])
+
+
+def test_status_at_and_bad_input():
+    status = M.status_at([10, 20, 30], [1, 0, 0], 15)
+    assert status[0] == 1 and status[2] == 0 and np.isnan(M.status_at([10], [0], 15)[0])
+    with pytest.raises(ValueError, match="non-negative"):
+        M.concordance_index([-1, 2], [0.1, 0.2], [1, 1])
+    with pytest.raises(ValueError, match="event must be 0"):
+        M.kaplan_meier([1, 2], [1, 2])
+    with pytest.raises(ValueError, match="no comparable pairs"):
+        M.concordance_index([1, 2], [0.1, 0.2], [0, 0])
