@@ -1,0 +1,303 @@
+"""Model inputs from a manifest and an extraction folder: clinical covariates, image features, outcomes.
+
+Everything learned from the training cohort (category levels, imputation values, feature means and SDs) is
+kept in plain dicts so that a model bundle stores it as JSON and applies it unchanged to new patients.
+
+Documented handling of imperfect input:
+- a covariate missing in more than ``MAX_MISSING_FRACTION`` of the training cases, or constant there, is
+  dropped with a warning; other missing values are imputed with the training median (numbers) or the most
+  frequent level (categories), with a warning naming the cases; new patients get the same values.
+- a case without an outcome is left out of training with a warning naming it; no events, or negative or
+  non-numeric times, stop with an error naming the case and the column.
+- an unknown category code stops with an error naming the case, the column and the codes the model knows.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+
+import numpy as np
+import pandas as pd
+
+from . import InputError
+from .manifest import COLUMNS, read_manifest
+
+MAX_MISSING_FRACTION = 0.3
+
+# Pre-treatment clinical and semantic covariates a survival model may use by default (not outcomes, not
+# post-treatment response).
+DEFAULT_CLINICAL = ("age", "sex", "bclc", "child_pugh", "ecog", "afp_ng_ml", "alt_u_l", "ast_u_l", "albumin_g_l",
+                    "bilirubin_umol_l", "albi_grade", "tumor_size_mm", "tumor_number", "cirrhosis", "hbv", "mvi",
+                    "portal_vein_invasion", "fusion_lesion", "capsule", "nodule_in_nodule")
+LOG_COLUMNS = {"afp_ng_ml": "log10_afp"}  # skewed labs enter on a log10(x + 1) scale
+OUTCOMES = {"os": ("os_days", "os_event"), "ttp": ("ttp_days", "progression_event"),
+            "aggressive_pd": ("aggressive_pd_days", "aggressive_pd")}
+
+
+class InputWarning(UserWarning):
+    """Input was changed by a documented rule (a covariate dropped, a value imputed, a case left out)."""
+
+
+def _warn(message):
+    warnings.warn(message, InputWarning, stacklevel=3)
+
+
+def _cases_text(ids, limit=8):
+    ids = [str(i) for i in ids]
+    return ", ".join(ids[:limit]) + (f" and {len(ids) - limit} more" if len(ids) > limit else "")
+
+
+def _kind(column, values):
+    spec = COLUMNS.get(column)
+    if spec is not None:
+        return "category" if spec.kind == "category" else "number"
+    numeric = pd.to_numeric(values, errors="coerce")
+    return "number" if numeric.notna().sum() == values.notna().sum() else "category"
+
+
+class ClinicalEncoder:
+    """Turns manifest columns into a numeric design matrix: numbers as they are (log10 for AFP), categories as
+    indicator columns against the first level seen in training (``capsule=intact``, ``child_pugh=B``)."""
+
+    def __init__(self, spec=None):
+        self.spec = spec or []  # one dict per source column: column, kind, fill, levels, names
+
+    @property
+    def names(self):
+        return [name for item in self.spec for name in item["names"]]
+
+    def fit(self, table, columns=DEFAULT_CLINICAL):
+        spec = []
+        for column in columns:
+            if column not in table.columns:
+                continue
+            values = table[column]
+            missing = values.isna()
+            if missing.mean() > MAX_MISSING_FRACTION:
+                _warn(f"column '{column}' is missing for {missing.sum()} of {len(values)} training cases "
+                      f"(> {MAX_MISSING_FRACTION:.0%}): not used as a covariate")
+                continue
+            kind = _kind(column, values)
+            if kind == "number":
+                numeric = self._numeric(column, values, table["case_id"])
+                fill = float(np.nanmedian(numeric))
+                if np.nanstd(numeric) == 0:
+                    _warn(f"column '{column}' is constant in the training cases: not used as a covariate")
+                    continue
+                item = {"column": column, "kind": "number", "fill": fill,
+                        "names": [LOG_COLUMNS.get(column, column)]}
+            else:
+                text = values.dropna().astype(str)
+                counts = text.value_counts()
+                if len(counts) < 2:
+                    _warn(f"column '{column}' has a single level in the training cases: not used as a covariate")
+                    continue
+                codes = COLUMNS[column].codes if column in COLUMNS else ()
+                levels = [c for c in codes if c in counts.index] or sorted(counts.index)
+                fill = str(counts.index[0])
+                item = {"column": column, "kind": "category", "fill": fill, "levels": levels,
+                        "names": [f"{column}={level}" for level in levels[1:]]}
+            if missing.any():
+                _warn(f"column '{column}' is missing for case(s) {_cases_text(table.loc[missing, 'case_id'])}: "
+                      f"imputed with the training {'median' if kind == 'number' else 'most frequent level'} "
+                      f"({item['fill']})")
+            spec.append(item)
+        self.spec = spec
+        return self
+
+    @staticmethod
+    def _numeric(column, values, case_ids):
+        numeric = pd.to_numeric(values, errors="coerce")
+        bad = numeric.isna() & values.notna()
+        if bad.any():
+            case = case_ids[bad].iloc[0]
+            raise InputError(f"'{values[bad].iloc[0]}' is not a number", case, column, "give a number")
+        numeric = numeric.to_numpy(dtype=float)
+        if column in LOG_COLUMNS:
+            numeric = np.log10(numeric + 1.0)
+        return numeric
+
+    def transform(self, table, warn=True):
+        columns = {}
+        for item in self.spec:
+            column = item["column"]
+            if column not in table.columns:
+                raise InputError(f"the model needs the column '{column}', which this manifest lacks", column=column,
+                                 fix=f"add '{column}' to the manifest")
+            values = table[column]
+            missing = values.isna()
+            if missing.any() and warn:
+                _warn(f"column '{column}' is missing for case(s) {_cases_text(table.loc[missing, 'case_id'])}: "
+                      f"using the training value {item['fill']}")
+            if item["kind"] == "number":
+                numeric = self._numeric(column, values, table["case_id"])
+                fill = item["fill"]
+                columns[item["names"][0]] = np.where(np.isnan(numeric), fill, numeric)
+            else:
+                text = values.astype(object).where(~missing, item["fill"]).astype(str)
+                unknown = ~text.isin(item["levels"])
+                if unknown.any():
+                    case = table.loc[unknown, "case_id"].iloc[0]
+                    raise InputError(f"unknown code '{text[unknown].iloc[0]}'", case, column,
+                                     f"use one of {', '.join(item['levels'])}")
+                for level, name in zip(item["levels"][1:], item["names"]):
+                    columns[name] = (text == level).to_numpy(dtype=float)
+        return pd.DataFrame(columns, index=table["case_id"].to_numpy())
+
+    def to_dict(self):
+        return {"spec": self.spec}
+
+    @classmethod
+    def from_dict(cls, data):
+        return cls(data["spec"])
+
+
+class Standardiser:
+    """Column means and SDs from the training cases; applied unchanged to new cases."""
+
+    def __init__(self, names=(), mean=(), sd=()):
+        self.names = list(names)
+        self.mean = np.asarray(mean, dtype=float)
+        self.sd = np.asarray(sd, dtype=float)
+
+    def fit(self, frame):
+        self.names = list(frame.columns)
+        self.mean = frame.to_numpy(dtype=float).mean(0)
+        sd = frame.to_numpy(dtype=float).std(0, ddof=1)
+        self.sd = np.where(sd > 0, sd, 1.0)
+        return self
+
+    def transform(self, frame):
+        return (frame[self.names].to_numpy(dtype=float) - self.mean) / self.sd
+
+    def to_dict(self):
+        return {"names": self.names, "mean": self.mean.tolist(), "sd": self.sd.tolist()}
+
+    @classmethod
+    def from_dict(cls, data):
+        return cls(data["names"], data["mean"], data["sd"])
+
+
+def survival_outcome(table, outcome="os"):
+    """``(time_days, event)`` arrays for the rows of ``table``; raises InputError naming a bad case."""
+    time_col, event_col = OUTCOMES[outcome]
+    for column in (time_col, event_col):
+        if column not in table.columns:
+            raise InputError(f"the manifest has no '{column}' column", column=column,
+                             fix=f"add '{time_col}' and '{event_col}' for survival models")
+    time = pd.to_numeric(table[time_col], errors="coerce")
+    event = pd.to_numeric(table[event_col], errors="coerce")
+    for column, values in ((time_col, time), (event_col, event)):
+        bad = values.isna()
+        if bad.any():
+            raise InputError("missing or not a number", table.loc[bad, "case_id"].iloc[0], column,
+                             "fill it in, or leave the case out of the manifest")
+    negative = time < 0
+    if negative.any():
+        raise InputError(f"negative time ({time[negative].iloc[0]})", table.loc[negative, "case_id"].iloc[0],
+                         time_col, "times are days from TACE and cannot be negative")
+    if not event.isin((0, 1)).all():
+        bad = ~event.isin((0, 1))
+        raise InputError(f"event must be 0 or 1 (got {event[bad].iloc[0]})", table.loc[bad, "case_id"].iloc[0],
+                         event_col, "1 = event observed, 0 = censored")
+    return time.to_numpy(dtype=float), event.to_numpy(dtype=int)
+
+
+def complete_outcome_rows(table, outcome="os"):
+    """The rows with both outcome values, warning about (and naming) the ones left out."""
+    time_col, event_col = OUTCOMES[outcome]
+    for column in (time_col, event_col):
+        if column not in table.columns:
+            raise InputError(f"the manifest has no '{column}' column", column=column,
+                             fix=f"add '{time_col}' and '{event_col}' for survival models")
+    missing = table[time_col].isna() | table[event_col].isna()
+    if missing.all():
+        raise InputError(f"no case has both '{time_col}' and '{event_col}'", column=time_col,
+                         fix="fill in the outcome of the training cases")
+    if missing.any():
+        _warn(f"case(s) {_cases_text(table.loc[missing, 'case_id'])} have no '{time_col}' / '{event_col}': "
+              "left out of training and evaluation")
+    return table[~missing].reset_index(drop=True)
+
+
+def check_events(time, event, case_count, column="os_event"):
+    """Stop early, with a fix, when the outcome cannot support a survival model."""
+    events = int(np.sum(event))
+    if events == 0:
+        raise InputError(f"no events among {case_count} cases: everything is censored, so no survival model "
+                         "can be fitted", column=column, fix="check the event coding (1 = event observed)")
+    if events < 5:
+        raise InputError(f"only {events} event(s) among {case_count} cases: too few for a survival model",
+                         column=column, fix="use a larger cohort")
+
+
+class CohortData:
+    """A manifest (normalised table) with its optional extraction folder's features, indexed by case."""
+
+    def __init__(self, manifest_path, features_dir=None):
+        self.manifest_path = os.path.abspath(manifest_path)
+        self.table = read_manifest(manifest_path).table.reset_index(drop=True)
+        self.features_dir = os.path.abspath(features_dir) if features_dir else None
+        self._features = None
+        self._icc = None
+        self.synthetic = os.path.isfile(os.path.join(os.path.dirname(self.manifest_path), "cohort.json"))
+
+    def subset(self, table):
+        other = object.__new__(CohortData)
+        other.__dict__.update(self.__dict__)
+        other.table = table.reset_index(drop=True)
+        return other
+
+    @property
+    def case_ids(self):
+        return list(self.table["case_id"])
+
+    def _long_features(self):
+        if self._features is None:
+            if self.features_dir is None:
+                raise InputError("this model needs image features", column="--features",
+                                 fix="give --features with the folder `tacepredict extract` wrote")
+            path = os.path.join(self.features_dir, "features.parquet")
+            if not os.path.isfile(path):
+                raise InputError(f"no features.parquet in {self.features_dir}", column="--features",
+                                 fix="run `tacepredict extract --manifest ... --out` on this manifest first")
+            self._features = pd.read_parquet(path)
+            icc = os.path.join(self.features_dir, "icc.csv")
+            self._icc = pd.read_csv(icc) if os.path.isfile(icc) else None
+        return self._features
+
+    def icc(self):
+        self._long_features()
+        return self._icc
+
+    def features(self, phases, family, names=None, icc_filter=False):
+        """Wide feature matrix (cases x ``phase:family:feature``) of this cohort's cases, in case order."""
+        from .extract import wide_features
+        long = self._long_features()
+        kept = self._icc if icc_filter and self._icc is not None else None
+        long = long[long["case_id"].isin(self.case_ids)]
+        available = set(long["family"].unique())
+        if family not in available:
+            raise InputError(f"the features in {self.features_dir} have no '{family}' family "
+                             f"(they have: {', '.join(sorted(available)) or 'none'})", column="--features",
+                             fix=f"extract with `tacepredict extract --deep {family}`" if family != "radiomics"
+                             else "extract without --no-radiomics")
+        wide = wide_features(long, phases=phases, families=[family], kept=kept)
+        missing = [c for c in self.case_ids if c not in wide.index]
+        if missing:
+            raise InputError(f"no {family} features for this case in {self.features_dir}", missing[0], "--features",
+                             "extract the case (see failures.csv in the extraction folder)")
+        wide = wide.loc[self.case_ids]
+        if names is not None:
+            absent = [n for n in names if n not in wide.columns]
+            if absent:
+                raise InputError(f"the features lack '{absent[0]}' that the model uses", column="--features",
+                                 fix="extract with the settings the model was trained with (see its model.json)")
+            wide = wide[names]
+        bad = ~np.isfinite(wide.to_numpy(dtype=float))
+        if bad.any():
+            row, col = np.argwhere(bad)[0]
+            raise InputError(f"feature '{wide.columns[col]}' is missing or not finite", wide.index[row], "--features",
+                             "re-extract this case")
+        return wide

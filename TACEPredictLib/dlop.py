@@ -1,0 +1,262 @@
+"""DLOP-Combin (seed 001): a discrete-time survival network fusing CT and clinical data (research use only).
+
+- Image branch: a ResNet backbone's pooled features of the arterial and portal phases. By default the
+  backbone is frozen and its features come from the extraction cache (``tacepredict extract --deep resnet50``),
+  which is what runs on a CPU; the trainable part is a dense layer (features -> 64).
+- Clinical branch: an MLP 16-32-64 on the covariates significant in univariate and then multivariable Cox.
+- Fusion: the two 64-d embeddings are concatenated into one hazard logit per yearly interval (0-1, 1-2, 2-3,
+  3-4 years). Survival to the end of interval k is the product of (1 - hazard) over intervals up to k.
+- Loss: the censored discrete-time likelihood (Gensheimer and Narasimhan 2019): a patient contributes every
+  interval they were at risk in; a patient censored in the second half of an interval counts as surviving it.
+- Output: the 3-year survival probability; the risk score is 1 - S(3 years); high / low risk at the Youden
+  cut-off of the 3-year death probability on the training cases.
+
+Variants (seed 001's comparators): ``combined`` (the model), ``ct-only`` (image branch alone) and ``ct-cox``
+(a Cox model on the ct-only network's score plus the selected clinical covariates).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from . import InputError
+from .covariates import ClinicalEncoder, Standardiser
+from .cox import fit_cox, fold_ids, survival_from_baseline
+from .metrics import status_at, youden_cutoff
+from .survival import DAYS_PER_YEAR, DEEP_PHASES, SurvivalModel, select_clinical, training_outcome
+
+INTERVAL_YEARS = (1, 2, 3, 4)
+VARIANTS = ("combined", "ct-only", "ct-cox")
+
+
+def discrete_time_targets(time_days, event, interval_years=INTERVAL_YEARS):
+    """``(at_risk, died)`` matrices (patients x intervals) for the censored discrete-time likelihood."""
+    edges = np.concatenate([[0.0], np.asarray(interval_years, dtype=float) * DAYS_PER_YEAR])
+    time_days = np.asarray(time_days, dtype=float)
+    event = np.asarray(event).astype(bool)
+    k = len(edges) - 1
+    at_risk = np.zeros((len(time_days), k))
+    died = np.zeros((len(time_days), k))
+    for i, (t, e) in enumerate(zip(time_days, event)):
+        j = int(np.searchsorted(edges, t, side="right") - 1)
+        if j >= k:
+            at_risk[i, :] = 1
+            continue
+        at_risk[i, :j] = 1
+        if e:
+            at_risk[i, j] = 1
+            died[i, j] = 1
+        elif t >= (edges[j] + edges[j + 1]) / 2:
+            at_risk[i, j] = 1
+    return at_risk, died
+
+
+def _network(image_dim, clinical_dim, n_intervals, dropout=0.3):
+    import torch
+    from torch import nn
+
+    class DiscreteTimeSurvivalNet(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.image = nn.Sequential(nn.Dropout(dropout), nn.Linear(image_dim, 64), nn.ReLU()) if image_dim else None
+            self.clinical = (nn.Sequential(nn.Linear(clinical_dim, 16), nn.ReLU(), nn.Linear(16, 32), nn.ReLU(),
+                                           nn.Linear(32, 64), nn.ReLU()) if clinical_dim else None)
+            width = 64 * ((image_dim > 0) + (clinical_dim > 0))
+            self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(width, n_intervals))
+
+        def forward(self, image, clinical):
+            parts = []
+            if self.image is not None:
+                parts.append(self.image(image))
+            if self.clinical is not None:
+                parts.append(self.clinical(clinical))
+            return self.head(torch.cat(parts, dim=1))  # hazard logits per interval
+
+    return DiscreteTimeSurvivalNet()
+
+
+def _nll(logits, at_risk, died):
+    import torch
+    loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, died, weight=at_risk, reduction="sum")
+    return loss / logits.shape[0]
+
+
+class DLOPCombin(SurvivalModel):
+    kind = "dlop"
+    cutoff_rule = "Youden cut-off of the 3-year death probability on the training cases"
+
+    def __init__(self, variant="combined", family="resnet50", phases=DEEP_PHASES, p_threshold=0.05,
+                 max_epochs=400, patience=40, lr=1e-3, weight_decay=1e-3, device="cpu"):
+        super().__init__()
+        if variant not in VARIANTS:
+            raise InputError(f"unknown DLOP variant '{variant}'", column="--variant", fix=f"use one of {', '.join(VARIANTS)}")
+        self.variant = variant
+        self.family = family
+        self.phases = tuple(phases)
+        self.p_threshold = p_threshold
+        self.max_epochs = max_epochs
+        self.patience = patience
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.device = device
+        self.encoder = None
+        self.clinical_names = []
+        self.clinical_scaler = None
+        self.image_scaler = None
+        self.state = None
+        self.cox = None  # ct-cox: coef, names, baseline
+        self.history = {}
+
+    # --- inputs ---
+    def _uses_network_clinical(self):
+        return self.variant == "combined"
+
+    def _image_inputs(self, data):
+        wide = data.features(self.phases, self.family, names=self.image_scaler.names)
+        return self.image_scaler.transform(wide).astype(np.float32)
+
+    def _clinical_inputs(self, data, warn=True):
+        design = self.encoder.transform(data.table, warn=warn)
+        return self.clinical_scaler.transform(design[self.clinical_names]).astype(np.float32)
+
+    # --- training ---
+    def fit(self, data, seed=0):
+        import torch
+        data, time, event = training_outcome(data)
+        wide = data.features(self.phases, self.family, icc_filter=True)
+        wide = wide.loc[:, wide.to_numpy(dtype=float).std(0) > 1e-12]
+        self.image_scaler = Standardiser().fit(wide)
+        self.encoder = ClinicalEncoder().fit(data.table)
+        design = self.encoder.transform(data.table, warn=False)
+        self.clinical_names, _ = select_clinical(design, time, event, self.p_threshold)
+        self.clinical_scaler = Standardiser().fit(design[self.clinical_names])
+        image = self._image_inputs(data)
+        clinical = self._clinical_inputs(data, warn=False)
+        at_risk, died = discrete_time_targets(time, event)
+
+        torch.manual_seed(seed)
+        net = _network(image.shape[1], clinical.shape[1] if self._uses_network_clinical() else 0,
+                       len(INTERVAL_YEARS)).to(self.device)
+        validation = fold_ids(event, 5, seed) == 0  # 20% of the training cases for early stopping
+        tensors = [torch.as_tensor(a, dtype=torch.float32, device=self.device)
+                   for a in (image, clinical, at_risk, died)]
+        train = torch.as_tensor(~validation, device=self.device)
+        val = torch.as_tensor(validation, device=self.device)
+        optimiser = torch.optim.Adam(net.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        best, best_state, best_epoch, losses = np.inf, None, 0, []
+        for epoch in range(self.max_epochs):
+            net.train()
+            optimiser.zero_grad()
+            x_img, x_cli, r, d = (t[train] for t in tensors)
+            loss = _nll(net(x_img, x_cli), r, d)
+            loss.backward()
+            optimiser.step()
+            net.eval()
+            with torch.no_grad():
+                x_img, x_cli, r, d = (t[val] for t in tensors)
+                val_loss = float(_nll(net(x_img, x_cli), r, d))
+            losses.append((float(loss), val_loss))
+            if val_loss < best - 1e-5:
+                best, best_epoch = val_loss, epoch
+                best_state = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
+            elif epoch - best_epoch >= self.patience:
+                break
+        net.load_state_dict(best_state)
+        self.state = {k: v.numpy() for k, v in best_state.items()}
+        self.history = {"epochs_run": len(losses), "best_epoch": best_epoch + 1, "best_validation_nll": best,
+                        "train_nll_at_best": losses[best_epoch][0]}
+
+        if self.variant == "ct-cox":
+            score = self._network_score(data)
+            X = np.column_stack([score, design[self.clinical_names].to_numpy(dtype=float)])
+            names = ["ct_score"] + list(self.clinical_names)
+            fit = fit_cox(X, time, event, names)
+            self.cox = {"names": names, "coef": fit.coef.tolist(), "baseline_time_days": fit.baseline_time.tolist(),
+                        "baseline_cumhaz": fit.baseline_cumhaz.tolist(),
+                        "hazard_ratios": fit.summary().to_dict(orient="records")}
+        status = status_at(time, event, 3 * DAYS_PER_YEAR)
+        known = ~np.isnan(status)
+        risk = self.risk_score(data)
+        if len(np.unique(status[known])) == 2:
+            self.cutoff = youden_cutoff(status[known], risk[known])[0]
+        else:
+            self.cutoff = float(np.median(risk))
+            self.cutoff_rule = "median of the training risk scores (no 3-year deaths and survivors to cut between)"
+        return self
+
+    # --- prediction ---
+    def _hazards(self, data):
+        import torch
+        net = _network(len(self.image_scaler.names), len(self.clinical_names) if self._uses_network_clinical() else 0,
+                       len(INTERVAL_YEARS))
+        net.load_state_dict({k: torch.as_tensor(v) for k, v in self.state.items()})
+        net.eval()
+        image = torch.as_tensor(self._image_inputs(data))
+        clinical = torch.as_tensor(self._clinical_inputs(data) if self._uses_network_clinical()
+                                   else np.zeros((len(data.case_ids), 0), dtype=np.float32))
+        with torch.no_grad():
+            return torch.sigmoid(net(image, clinical)).double().numpy()
+
+    def _network_score(self, data):
+        """log-odds of death within 3 years from the network."""
+        surv3 = np.cumprod(1 - self._hazards(data), axis=1)[:, 2]
+        p = np.clip(1 - surv3, 1e-6, 1 - 1e-6)
+        return np.log(p / (1 - p))
+
+    def _cox_lp(self, data):
+        design = self.encoder.transform(data.table)
+        X = np.column_stack([self._network_score(data), design[self.clinical_names].to_numpy(dtype=float)])
+        return X @ np.asarray(self.cox["coef"])
+
+    def survival_days(self, data, days):
+        days = np.atleast_1d(np.asarray(days, dtype=float))
+        if self.variant == "ct-cox":
+            return survival_from_baseline(self._cox_lp(data), np.asarray(self.cox["baseline_time_days"]),
+                                          np.asarray(self.cox["baseline_cumhaz"]), days)
+        curve = np.cumprod(1 - self._hazards(data), axis=1)  # S at the end of each interval
+        edges = np.asarray(INTERVAL_YEARS, dtype=float) * DAYS_PER_YEAR
+        idx = np.searchsorted(edges, days + 1e-9, side="right") - 1
+        if np.any(days > edges[-1] + 1e-9):
+            raise InputError(f"DLOP-Combin predicts up to {INTERVAL_YEARS[-1]} years", column="horizon")
+        padded = np.column_stack([np.ones(len(curve)), curve])
+        return padded[:, idx + 1]
+
+    def risk_score(self, data):
+        return 1 - self.survival_days(data, [3 * DAYS_PER_YEAR])[:, 0]
+
+    # --- bundle ---
+    def params(self):
+        return {"kind": self.kind, "variant": self.variant, "family": self.family, "phases": list(self.phases),
+                "p_threshold": self.p_threshold, "interval_years": list(INTERVAL_YEARS),
+                "image_scaler": self.image_scaler.to_dict(), "encoder": self.encoder.to_dict(),
+                "clinical_names": list(self.clinical_names), "clinical_scaler": self.clinical_scaler.to_dict(),
+                "cutoff": self.cutoff, "cutoff_rule": self.cutoff_rule, "cox": self.cox, "history": self.history,
+                "training": {"max_epochs": self.max_epochs, "patience": self.patience, "lr": self.lr,
+                             "weight_decay": self.weight_decay, "optimiser": "Adam", "batch": "full",
+                             "early_stopping": "20% of the training cases"}}
+
+    def tensors(self):
+        return dict(self.state)
+
+    @classmethod
+    def from_params(cls, params, tensors=None):
+        if tensors is None:
+            raise InputError("the DLOP bundle has no weights.safetensors", column="--model", fix="re-train the model")
+        model = cls(params["variant"], params["family"], params["phases"], params["p_threshold"])
+        model.image_scaler = Standardiser.from_dict(params["image_scaler"])
+        model.encoder = ClinicalEncoder.from_dict(params["encoder"])
+        model.clinical_names = params["clinical_names"]
+        model.clinical_scaler = Standardiser.from_dict(params["clinical_scaler"])
+        model.cutoff = params["cutoff"]
+        model.cutoff_rule = params["cutoff_rule"]
+        model.cox = params["cox"]
+        model.history = params.get("history", {})
+        model.state = dict(tensors)
+        return model
+
+    def tables(self):
+        tables = {"clinical_covariates": pd.DataFrame({"covariate": self.clinical_names})}
+        if self.cox:
+            tables["hazard_ratios"] = pd.DataFrame(self.cox["hazard_ratios"])
+        return tables

@@ -1,0 +1,80 @@
+"""Train, save and load models of every task through one interface (bundles: see ``bundle.py``)."""
+
+from __future__ import annotations
+
+import os
+import warnings
+
+import numpy as np
+
+from . import InputError, RESEARCH_USE_NOTICE, SYNTHETIC_DATA_NOTICE
+from .bundle import load_bundle, save_bundle
+from .covariates import InputWarning, complete_outcome_rows, survival_outcome
+
+
+def model_classes(task):
+    if task == "survival":
+        from .dlop import DLOPCombin
+        from .survival import MODEL_CLASSES
+        return {**MODEL_CLASSES, DLOPCombin.kind: DLOPCombin}
+    raise InputError(f"unknown task '{task}'", column="--task", fix="use survival")
+
+
+def make_model(task, kind, **options):
+    classes = model_classes(task)
+    if kind not in classes:
+        raise InputError(f"unknown {task} model '{kind}'", column="--model", fix=f"use one of {', '.join(classes)}")
+    import inspect
+    accepted = inspect.signature(classes[kind].__init__).parameters
+    options = {k: v for k, v in options.items() if v is not None}
+    for name in options:
+        if name not in accepted:
+            raise InputError(f"option '{name}' does not apply to the {kind} model", column="--" + name.replace("_", "-"),
+                             fix="leave it out")
+    return classes[kind](**options)
+
+
+def training_summary(data, task):
+    table = complete_outcome_rows(data.table, "os") if task == "survival" else data.table
+    summary = {"cohort": data.manifest_path, "features": data.features_dir, "synthetic": data.synthetic,
+               "cases": int(len(table))}
+    if task == "survival":
+        time, event = survival_outcome(table, "os")
+        summary.update(events=int(event.sum()), median_follow_up_days=float(np.median(time)))
+    return summary
+
+
+def train(task, kind, data, seed=0, **options):
+    """Fit a model; returns ``(model, warnings)`` with the documented input warnings it raised."""
+    model = make_model(task, kind, **options)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", InputWarning)
+        model.fit(data, seed=seed)
+    messages = [str(w.message) for w in caught if issubclass(w.category, InputWarning)]
+    return model, messages
+
+
+def save(model, directory, data, seed, settings=None, metrics=None, input_warnings=()):
+    training = training_summary(data, model.task)
+    info = save_bundle(directory, model.task, model.kind, model.params(), training, metrics=metrics,
+                       tensors=model.tensors(), seed=seed,
+                       settings={**(settings or {}), "input_warnings": list(input_warnings)})
+    for name, table in model.tables().items():
+        if len(table):
+            table.to_csv(os.path.join(directory, f"{name}.csv"), index=False)
+    model.provenance, model.notice = info["provenance"], info["notice"]
+    return info
+
+
+def load(directory):
+    """A model from its bundle, with its provenance and notice attached to every prediction."""
+    info, params, tensors = load_bundle(directory)
+    classes = model_classes(info["task"])
+    if info["kind"] not in classes:
+        raise InputError(f"model kind '{info['kind']}' is unknown to this TACEPredict", column="--model",
+                         fix="upgrade TACEPredict")
+    model = classes[info["kind"]].from_params(params, tensors)
+    model.provenance = info["provenance"]
+    model.notice = info.get("notice") or (RESEARCH_USE_NOTICE + (" " + SYNTHETIC_DATA_NOTICE
+                                                                  if info["training"].get("synthetic") else ""))
+    return model, info
