@@ -83,18 +83,43 @@ def cmd_demo(args):
     manifest = os.path.join(cohort, "manifest.csv")
     status |= cmd_validate(argparse.Namespace(manifest=manifest, table_only=False, quiet=False))
     from .deep import imagenet_checkpoint_cached
-    weights = "imagenet" if imagenet_checkpoint_cached("densenet121") else "random"
-    print(f"feature extraction: radiomics + DenseNet121 ({weights} weights) of the arterial and portal phases")
+    weights = "imagenet" if all(imagenet_checkpoint_cached(b) for b in DEMO_BACKBONES) else "random"
+    features = os.path.join(args.out, "features")
+    print(f"feature extraction: radiomics, DenseNet121 and ResNet50 ({weights} weights) of the arterial and "
+          "portal phases")
     status |= cmd_extract(argparse.Namespace(
-        manifest=manifest, out=os.path.join(args.out, "features"), phases="ct_ap,ct_pvp", register="rigid",
-        no_radiomics=False, radiomics_params=None, deep="densenet121", weights=weights, sampling="centre",
-        device="auto", precision="auto", icc_cases=30, workers=args.workers, dask=None, quiet=False))
+        manifest=manifest, out=features, phases="ct_ap,ct_pvp", register="rigid",
+        no_radiomics=False, radiomics_params=None, deep=",".join(DEMO_BACKBONES), weights=weights,
+        sampling="centre", device="auto", precision="auto", icc_cases=30, workers=args.workers, dask=None,
+        quiet=False))
+    if args.models:
+        status |= _demo_survival(manifest, features, os.path.join(args.out, "survival"), args.seed)
     if args.hcc_tace_seg:
         imported = os.path.join(args.out, "hcc_tace_seg_manifest.csv")
         status |= cmd_import(argparse.Namespace(clinical=args.hcc_tace_seg, out=imported))
         status |= cmd_validate(argparse.Namespace(manifest=imported, table_only=False, quiet=True))
+        if args.models:
+            status |= _demo_survival(imported, None, os.path.join(args.out, "hcc_tace_seg_survival"), args.seed,
+                                     clinical_only=True)
     print("demo " + ("finished" if status == 0 else "FAILED") + f"; outputs in {args.out}")
     return status
+
+
+DEMO_BACKBONES = ("densenet121", "resnet50")
+
+
+def _demo_survival(manifest, features, out, seed, clinical_only=False):
+    """Train every survival model on 70% of the cohort and evaluate it on the held-out 30%."""
+    from .validation import SURVIVAL_RUNS, run_survival_validation
+    runs = [r for r in SURVIVAL_RUNS if r[0] in ("clinical-cox", "nomogram-clinical")] if clinical_only \
+        else SURVIVAL_RUNS
+    print(f"survival models on {manifest} (70% train / 30% held-out test, seed {seed}):")
+    table, summary = run_survival_validation(manifest, features, out, seed=seed, runs=runs)
+    print(f"trained {len(table)} survival model(s) in {summary['train_seconds_all_models']:.1f} s; "
+          f"comparison in {os.path.join(out, 'comparison.csv')}, bundles in {os.path.join(out, 'models')}")
+    for key, value in summary.get("ground_truth", {}).items():
+        print(f"  ground truth: {key} = {value:.3f}")
+    return 0
 
 
 def cmd_extract(args):
@@ -121,6 +146,73 @@ def cmd_extract(args):
     for warning in result.warnings:
         print(warning, file=sys.stderr)
     return 1 if len(result.failures) else 0
+
+
+def _cohort(args):
+    from .covariates import CohortData
+    return CohortData(args.manifest, getattr(args, "features", None))
+
+
+def _print_warnings(messages):
+    for message in messages:
+        print(f"WARNING: {message}", file=sys.stderr)
+
+
+def cmd_split(args):
+    from .validation import split_manifest
+    train, test = split_manifest(args.manifest, args.test_fraction, args.seed)
+    print(f"wrote {train} and {test}")
+    return 0
+
+
+def cmd_train(args):
+    from . import models
+    data = _cohort(args)
+    options = {"variant": args.variant, "p_threshold": args.p_threshold, "family": args.family}
+    print(RESEARCH_USE_NOTICE)
+    start = time.monotonic()
+    model, messages = models.train(args.task, args.model, data, seed=args.seed, **options)
+    _print_warnings(messages)
+    from . import metrics
+    from .covariates import complete_outcome_rows, survival_outcome
+    labelled = data.subset(complete_outcome_rows(data.table, "os"))
+    t, e = survival_outcome(labelled.table, "os")
+    apparent = metrics.concordance_index(t, model.risk_score(labelled), e)
+    info = models.save(model, args.out, data, args.seed, settings={k: v for k, v in options.items() if v is not None},
+                       metrics={"c_index_training_apparent": apparent}, input_warnings=messages)
+    if args.model in ("nomogram", "clinical-cox"):
+        from .report import plot_nomogram
+        plot_nomogram(model, os.path.join(args.out, "nomogram.png"), model.notice)
+    print(f"trained {args.task} / {args.model} in {time.monotonic() - start:.1f} s -> {args.out}")
+    print(info["provenance"])
+    if data.synthetic:
+        print(SYNTHETIC_DATA_NOTICE)
+    return 0
+
+
+def cmd_evaluate(args):
+    from . import models
+    from .report import evaluate_survival
+    model, info = models.load(args.model)
+    print(RESEARCH_USE_NOTICE)
+    print(info["provenance"])
+    result, _ = evaluate_survival(model, _cohort(args), args.out, n_bootstrap=args.bootstrap, seed=args.seed)
+    print(f"C-index {result['c_index']:.3f} (95% CI {result['c_index_lower']:.3f}-{result['c_index_upper']:.3f}), "
+          + ", ".join(f"AUC {y}y {result[f'auc_{y}y']:.3f}" for y in (1, 2, 3))
+          + f"; report in {args.out}")
+    return 0
+
+
+def cmd_predict(args):
+    from . import models
+    model, info = models.load(args.model)
+    predictions = model.predict(_cohort(args))
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    predictions.to_csv(args.out, index=False)
+    print(RESEARCH_USE_NOTICE)
+    print(info["provenance"])
+    print(f"wrote {len(predictions)} prediction(s) to {args.out}")
+    return 0
 
 
 def build_parser():
@@ -176,8 +268,46 @@ def build_parser():
     p.add_argument("--cases", type=int, default=200)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=None)
-    p.add_argument("--hcc-tace-seg", default=None, help="also import and validate this HCC-TACE-Seg clinical.csv")
+    p.add_argument("--hcc-tace-seg", default=None,
+                   help="also import this HCC-TACE-Seg clinical.csv, validate it and train the clinical-only models")
+    p.add_argument("--no-models", dest="models", action="store_false", help="stop after feature extraction")
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("split", help="stratified train / test manifests next to the manifest")
+    p.add_argument("--manifest", required=True)
+    p.add_argument("--test-fraction", type=float, default=0.3)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_split)
+
+    p = sub.add_parser("train", help="train a model into a bundle folder")
+    p.add_argument("--task", required=True, choices=["survival"])
+    p.add_argument("--model", required=True, help="survival: signature, nomogram, dlop, lasso-cox, clinical-cox")
+    p.add_argument("--manifest", required=True, help="training manifest CSV")
+    p.add_argument("--features", default=None, help="folder written by `tacepredict extract` (image models)")
+    p.add_argument("--out", required=True, help="model bundle folder to write")
+    p.add_argument("--variant", default=None,
+                   help="nomogram: integrated (default) or clinical; dlop: combined (default), ct-only, ct-cox")
+    p.add_argument("--family", default=None,
+                   help="feature family (default: signature/nomogram densenet121, dlop resnet50, lasso-cox radiomics)")
+    p.add_argument("--p-threshold", type=float, default=None, help="univariate Cox screen (default 0.05)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="metrics and figures of a model on a labelled manifest")
+    p.add_argument("--model", required=True, help="model bundle folder")
+    p.add_argument("--manifest", required=True)
+    p.add_argument("--features", default=None)
+    p.add_argument("--out", required=True, help="report folder")
+    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for confidence intervals")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("predict", help="predictions of a model for every case of a manifest")
+    p.add_argument("--model", required=True, help="model bundle folder")
+    p.add_argument("--manifest", required=True)
+    p.add_argument("--features", default=None)
+    p.add_argument("--out", required=True, help="predictions CSV to write")
+    p.set_defaults(func=cmd_predict)
     return parser
 
 

@@ -6,7 +6,7 @@ import pandas as pd
 
 from TACEPredictLib import cli
 
-from conftest import HCC_TACE_SEG_CSV
+from conftest import HCC_TACE_SEG_CSV, write_survival_cohort
 
 
 def test_phantom_command(tmp_path, capsys):
@@ -20,7 +20,9 @@ def test_phantom_command(tmp_path, capsys):
 
 def test_demo_main_job(tmp_path, capsys):
     out = str(tmp_path / "run")
-    status = cli.main(["demo", "--out", out, "--cases", "3", "--workers", "2", "--hcc-tace-seg", HCC_TACE_SEG_CSV])
+    # three cases are too few for survival models: those are tested on a larger generated cohort below
+    status = cli.main(["demo", "--out", out, "--cases", "3", "--workers", "2", "--hcc-tace-seg", HCC_TACE_SEG_CSV,
+                       "--no-models"])
     text = capsys.readouterr().out
     assert status == 0, text
     assert "RESEARCH USE ONLY" in text
@@ -30,7 +32,7 @@ def test_demo_main_job(tmp_path, capsys):
     # Features of both phases for every case; offline, the untrained DenseNet121 says so.
     features = pd.read_parquet(os.path.join(out, "features", "features.parquet"))
     assert features["case_id"].nunique() == 3 and set(features["phase"]) == {"ct_ap", "ct_pvp"}
-    assert features.groupby(["case_id", "phase"]).size().eq(1223 + 1024).all()
+    assert features.groupby(["case_id", "phase"]).size().eq(1223 + 1024 + 2048).all()
     assert "3 case(s) extracted" in text
 
 
@@ -49,3 +51,48 @@ def test_an_interrupted_extraction_says_how_to_resume(tmp_path, capsys, monkeypa
     status = cli.main(["extract", "--manifest", str(tmp_path / "m.csv"), "--out", str(tmp_path / "out"), "--quiet"])
     assert status == 130
     assert "run the same command again to resume" in capsys.readouterr().err
+
+
+def test_train_evaluate_predict_commands(tmp_path, capsys):
+    manifest, features = write_survival_cohort(str(tmp_path / "cohort"), cases=160, seed=2)
+    assert cli.main(["split", "--manifest", manifest, "--seed", "1"]) == 0
+    train, test = (manifest.replace(".csv", f"_{part}.csv") for part in ("train", "test"))
+    assert len(pd.read_csv(train)) == 112 and len(pd.read_csv(test)) == 48
+    model = str(tmp_path / "nomogram")
+    assert cli.main(["train", "--task", "survival", "--model", "nomogram", "--variant", "clinical",
+                     "--manifest", train, "--out", model]) == 0
+    out = capsys.readouterr().out
+    assert "trained survival / nomogram" in out and "112 cases" in out and "RESEARCH USE ONLY" in out
+    assert {"model.json", "params.json", "hazard_ratios.csv", "stepwise.csv", "nomogram.png"} <= set(os.listdir(model))
+    report = str(tmp_path / "report")
+    assert cli.main(["evaluate", "--model", model, "--manifest", test, "--out", report, "--bootstrap", "50"]) == 0
+    assert "C-index" in capsys.readouterr().out
+    metrics = pd.read_csv(os.path.join(report, "metrics.csv")).set_index("metric")["value"]
+    assert 0.5 < metrics["c_index"] < 1 and metrics["cases"] == 48
+    assert {"kaplan_meier.png", "calibration.png", "time_dependent_auc.png", "predictions.csv"} <= set(os.listdir(report))
+    predictions = str(tmp_path / "predictions.csv")
+    # a manifest without outcomes predicts too
+    pd.read_csv(test).drop(columns=["os_days", "os_event"]).to_csv(tmp_path / "new.csv", index=False)
+    assert cli.main(["predict", "--model", model, "--manifest", str(tmp_path / "new.csv"), "--out", predictions]) == 0
+    table = pd.read_csv(predictions)
+    assert list(table.columns[:9]) == ["case_id", "task", "model", "risk_score", "risk_group", "cutoff", "surv_1y",
+                                       "surv_2y", "surv_3y"]
+    assert table["notice"].str.contains("RESEARCH USE ONLY").all() and table["provenance"].str.contains("nomogram").all()
+    # an image model without --features says what to give
+    assert cli.main(["train", "--task", "survival", "--model", "dlop", "--manifest", train, "--out",
+                     str(tmp_path / "dlop")]) == 2
+    assert "--features" in capsys.readouterr().err
+
+
+def test_survival_validation_runs_compare_models_on_held_out_cases(tmp_path):
+    from TACEPredictLib.validation import run_survival_validation
+    manifest, features = write_survival_cohort(str(tmp_path / "cohort"), cases=180, seed=4)
+    runs = [("clinical-cox", "clinical-cox", {}), ("nomogram-clinical", "nomogram", {"variant": "clinical"}),
+            ("dlop-ct-cox", "dlop", {"variant": "ct-cox"})]
+    table, summary = run_survival_validation(manifest, features, str(tmp_path / "out"), runs=runs, n_bootstrap=50)
+    assert list(table["run"]) == ["clinical-cox", "nomogram-clinical", "dlop-ct-cox"]
+    assert summary["train_cases"] + summary["test_cases"] == 180
+    assert table.loc[2, "c_index"] > table.loc[0, "c_index"]  # the image signal adds to the clinical factors
+    assert 0 <= table.loc[2, "p_vs_clinical-cox"] <= 1 and pd.isna(table.loc[0, "p_vs_clinical-cox"])
+    assert os.path.isfile(tmp_path / "out" / "models" / "nomogram-clinical" / "nomogram.png")
+    assert os.path.isfile(tmp_path / "out" / "reports" / "dlop-ct-cox" / "kaplan_meier.png")

@@ -1,0 +1,198 @@
+"""Evaluation reports: metric tables (CSV / JSON) and PNG figures for a model on a labelled cohort."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pandas as pd
+
+from . import metrics as M
+from .covariates import complete_outcome_rows, survival_outcome
+from .survival import DAYS_PER_YEAR, HORIZON_YEARS
+
+
+def _pyplot():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def _footer(fig, notice):
+    fig.text(0.01, 0.005, notice, fontsize=6, color="0.35", ha="left", va="bottom", wrap=True)
+
+
+def survival_metrics(time, event, risk, surv, train_time=None, train_event=None, n_bootstrap=1000, seed=0):
+    """Every survival statistic of one model on one cohort, as a flat dict (times in days, surv at 1/2/3 y)."""
+    c, lower, upper = M.concordance_index_ci(time, risk, event, n_bootstrap=n_bootstrap, seed=seed)
+    out = {"cases": int(len(time)), "events": int(np.sum(event)), "c_index": c, "c_index_lower": lower,
+           "c_index_upper": upper}
+    horizons = np.asarray(HORIZON_YEARS) * DAYS_PER_YEAR
+    auc = M.time_dependent_auc(time, event, risk, horizons, train_time, train_event)
+    for years, value in zip(HORIZON_YEARS, auc):
+        out[f"auc_{years}y"] = float(value)
+    followed = horizons[horizons < np.max(time)]
+    if len(followed) >= 2:
+        out["integrated_brier_score"] = M.integrated_brier_score(time, event, surv[:, :len(followed)], followed,
+                                                                  train_time, train_event)
+    return out
+
+
+def evaluate_survival(model, data, out_dir, n_bootstrap=1000, seed=0, train_data=None):
+    """Predict ``data``, compare with its OS, and write predictions, metrics and figures into ``out_dir``."""
+    os.makedirs(out_dir, exist_ok=True)
+    data = data.subset(complete_outcome_rows(data.table, "os"))
+    time, event = survival_outcome(data.table, "os")
+    predictions = model.predict(data)
+    risk = predictions["risk_score"].to_numpy()
+    surv = predictions[[f"surv_{y}y" for y in HORIZON_YEARS]].to_numpy()
+    train_time = train_event = None
+    if train_data is not None:
+        train_time, train_event = survival_outcome(complete_outcome_rows(train_data.table, "os"), "os")
+    result = survival_metrics(time, event, risk, surv, train_time, train_event, n_bootstrap, seed)
+    groups = predictions["risk_group"].to_numpy()
+    if len(np.unique(groups)) == 2:
+        result["logrank_p"] = M.logrank_test(time, event, groups)["p"]
+    for g in ("high", "low"):
+        member = groups == g
+        result[f"n_{g}_risk"] = int(member.sum())
+    horizon = max((y for y in HORIZON_YEARS if y * DAYS_PER_YEAR < np.max(time)), default=HORIZON_YEARS[0])
+    calibration, rmse = M.calibration_at(time, event, surv[:, HORIZON_YEARS.index(horizon)],
+                                         horizon * DAYS_PER_YEAR)
+    result["calibration_horizon_years"] = horizon
+    result["calibration_rmse"] = rmse
+
+    predictions.assign(os_days=time, os_event=event).to_csv(os.path.join(out_dir, "predictions.csv"), index=False)
+    calibration.to_csv(os.path.join(out_dir, "calibration.csv"), index=False)
+    with open(os.path.join(out_dir, "metrics.json"), "w", encoding="utf-8") as handle:
+        json.dump({"model": model.kind, "provenance": model.provenance, "notice": model.notice,
+                   "evaluated_on": data.manifest_path, "metrics": result}, handle, indent=1)
+    pd.DataFrame([{"metric": k, "value": v} for k, v in result.items()]).to_csv(
+        os.path.join(out_dir, "metrics.csv"), index=False)
+    plot_kaplan_meier(time, event, groups, os.path.join(out_dir, "kaplan_meier.png"),
+                      title=f"{model.kind}: risk groups", notice=model.notice, p=result.get("logrank_p"))
+    plot_calibration(calibration, horizon, os.path.join(out_dir, "calibration.png"), model.kind, model.notice)
+    plot_time_auc(result, os.path.join(out_dir, "time_dependent_auc.png"), model.kind, model.notice)
+    return result, predictions
+
+
+def plot_kaplan_meier(time, event, groups, path, title, notice, p=None):
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    for label in sorted(np.unique(groups)):
+        member = groups == label
+        km = M.kaplan_meier(time[member], event[member])
+        t = np.concatenate([[0.0], km["time"].to_numpy()]) / DAYS_PER_YEAR
+        s = np.concatenate([[1.0], km["survival"].to_numpy()])
+        ax.step(t, s, where="post", label=f"{label} risk (n={member.sum()})")
+        ax.fill_between(t, np.concatenate([[1.0], km["lower"]]), np.concatenate([[1.0], km["upper"]]), step="post",
+                        alpha=0.15)
+    ax.set_xlabel("years after TACE")
+    ax.set_ylabel("overall survival")
+    ax.set_ylim(0, 1.02)
+    ax.set_title(title + (f" (log-rank p = {p:.3g})" if p is not None else ""))
+    ax.legend()
+    _footer(fig, notice)
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_calibration(table, horizon, path, name, notice):
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(4.8, 4.8))
+    ax.plot([0, 1], [0, 1], color="0.6", linestyle="--", label="ideal")
+    ax.errorbar(table["predicted"], table["observed"],
+                yerr=[table["observed"] - table["lower"], table["upper"] - table["observed"]], fmt="o-",
+                label="groups (KM, 95% CI)")
+    ax.set_xlabel(f"predicted {horizon}-year survival")
+    ax.set_ylabel(f"observed {horizon}-year survival (Kaplan-Meier)")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_title(f"{name}: calibration at {horizon} years")
+    ax.legend(loc="upper left")
+    _footer(fig, notice)
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_time_auc(result, path, name, notice):
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(4.8, 3.6))
+    values = [result[f"auc_{y}y"] for y in HORIZON_YEARS]
+    ax.plot(HORIZON_YEARS, values, "o-")
+    ax.axhline(0.5, color="0.6", linestyle="--")
+    ax.set_xticks(HORIZON_YEARS)
+    ax.set_ylim(0.3, 1)
+    ax.set_xlabel("years")
+    ax.set_ylabel("cumulative / dynamic AUC")
+    ax.set_title(f"{name}: time-dependent AUC")
+    _footer(fig, notice)
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_nomogram(model, path, notice):
+    """Points nomogram of a Cox model: each covariate's range scaled to points (the widest spans 0-100), total
+    points mapped to the linear predictor and to 1-, 2- and 3-year survival."""
+    plt = _pyplot()
+    ranges = model.extra["training_design"]
+    rows = []
+    for name, coef in zip(model.covariates, model.coef):
+        low, high, binary = ranges[name]
+        rows.append((name, coef, low, high, binary))
+    spans = [abs(coef) * (high - low) for _, coef, low, high, _ in rows]
+    scale = 100.0 / max(max(spans), 1e-12)
+    lp_min = sum(min(coef * low, coef * high) for _, coef, low, high, _ in rows)
+    total_max = sum(spans) * scale
+    n_axes = len(rows) + 2 + len(HORIZON_YEARS)
+    fig, ax = plt.subplots(figsize=(8, 0.55 * n_axes + 1))
+    y = n_axes
+
+    def axis(label, positions, labels):
+        nonlocal y
+        y -= 1
+        ax.hlines(y, min(positions), max(positions), color="k", linewidth=0.8)
+        for x, text in zip(positions, labels):
+            ax.vlines(x, y, y + 0.15, color="k", linewidth=0.8)
+            ax.text(x, y + 0.22, text, ha="center", va="bottom", fontsize=7)
+        ax.text(-4, y, label, ha="right", va="center", fontsize=8)
+
+    axis("Points", np.linspace(0, 100, 11), [f"{v:.0f}" for v in np.linspace(0, 100, 11)])
+    for name, coef, low, high, binary in rows:
+        if binary:
+            values = np.array([0.0, 1.0])
+        elif float(low).is_integer() and float(high).is_integer() and high - low <= 10:
+            values = np.arange(low, high + 1)
+        else:
+            values = np.array([float(f"{v:.3g}") for v in np.linspace(low, high, 5)])
+        points = (coef * values - min(coef * low, coef * high)) * scale
+        axis(name, points, [f"{v:g}" for v in values])
+    totals = np.linspace(0, total_max, 9)
+    axis("Total points", totals, [f"{v:.0f}" for v in totals])
+    for years in HORIZON_YEARS:
+        probs = np.array([0.9, 0.8, 0.7, 0.5, 0.3, 0.1])
+        from .cox import survival_from_baseline
+        grid = np.linspace(0, total_max, 400)
+        lp = lp_min + grid / scale
+        surv = survival_from_baseline(lp, *model.baseline, [years * DAYS_PER_YEAR])[:, 0]
+        positions, labels = [], []
+        for p in probs:
+            if surv.min() <= p <= surv.max():
+                positions.append(float(np.interp(-p, -surv, grid)))
+                labels.append(f"{p:.1f}")
+        if len(positions) >= 2:
+            axis(f"{years}-year survival", positions, labels)
+    ax.set_xlim(-40, max(110, total_max + 5))
+    ax.set_ylim(y - 1, n_axes + 0.5)
+    ax.axis("off")
+    variant = model.extra.get("variant")
+    ax.set_title(f"Nomogram ({variant})" if variant else f"Nomogram of the {model.kind} model")
+    _footer(fig, notice)
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
