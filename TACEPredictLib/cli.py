@@ -85,12 +85,15 @@ def cmd_demo(args):
     from .deep import imagenet_checkpoint_cached
     weights = "imagenet" if all(imagenet_checkpoint_cached(b) for b in DEMO_BACKBONES) else "random"
     features = os.path.join(args.out, "features")
-    print(f"feature extraction: radiomics, DenseNet121 and ResNet50 ({weights} weights) of the arterial and "
-          "portal phases")
+    # Offline the backbones are untrained; their features of a 224 x 224 centre patch (seed 000's sampler) then
+    # mostly average the liver around the tumour (docs/validation.md), so the demo samples inside the tumour.
+    sampling = "centre" if weights == "imagenet" else "inside"
+    print(f"feature extraction: radiomics, DenseNet121 and ResNet50 ({weights} weights, {sampling} patches) of "
+          "the arterial and portal phases")
     status |= cmd_extract(argparse.Namespace(
         manifest=manifest, out=features, phases="ct_ap,ct_pvp", register="rigid",
         no_radiomics=False, radiomics_params=None, deep=",".join(DEMO_BACKBONES), weights=weights,
-        sampling="centre", device="auto", precision="auto", icc_cases=30, workers=args.workers, dask=None,
+        sampling=sampling, device="auto", precision="auto", icc_cases=30, workers=args.workers, dask=None,
         quiet=False))
     if args.models:
         status |= _demo_survival(manifest, features, os.path.join(args.out, "survival"), args.seed)

@@ -2,7 +2,11 @@
 
 - Image branch: a ResNet backbone's pooled features of the arterial and portal phases. By default the
   backbone is frozen and its features come from the extraction cache (``tacepredict extract --deep resnet50``),
-  which is what runs on a CPU; the trainable part is a dense layer (features -> 64).
+  which is what runs on a CPU; the features are standardised and projected on their first 32 principal
+  components (thousands of features for ~100 training cases overfit otherwise), then a trainable dense layer
+  maps them to 64. With ``finetune=True``
+  (meant for a GPU) the backbone's last stage is trained too, end to end on the same z-scored 224x224 centre
+  patches the extraction uses, read from the manifest's images, with flips as augmentation.
 - Clinical branch: an MLP 16-32-64 on the covariates significant in univariate and then multivariable Cox.
 - Fusion: the two 64-d embeddings are concatenated into one hazard logit per yearly interval (0-1, 1-2, 2-3,
   3-4 years). Survival to the end of interval k is the product of (1 - hazard) over intervals up to k.
@@ -17,6 +21,8 @@ Variants (seed 001's comparators): ``combined`` (the model), ``ct-only`` (image 
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pandas as pd
 
@@ -24,10 +30,11 @@ from . import InputError
 from .covariates import ClinicalEncoder, Standardiser
 from .cox import fit_cox, fold_ids, survival_from_baseline
 from .metrics import status_at, youden_cutoff
-from .survival import DAYS_PER_YEAR, DEEP_PHASES, SurvivalModel, select_clinical, training_outcome
+from .survival import DAYS_PER_YEAR, DEEP_PHASES, HORIZON_YEARS, SurvivalModel, select_clinical, training_outcome
 
 INTERVAL_YEARS = (1, 2, 3, 4)
 VARIANTS = ("combined", "ct-only", "ct-cox")
+PROJECTION_KEY = "image_projection"  # the principal-component bottleneck of frozen features, in the weights file
 
 
 def discrete_time_targets(time_days, event, interval_years=INTERVAL_YEARS):
@@ -52,13 +59,16 @@ def discrete_time_targets(time_days, event, interval_years=INTERVAL_YEARS):
     return at_risk, died
 
 
-def _network(image_dim, clinical_dim, n_intervals, dropout=0.3):
+def _network(image_dim, clinical_dim, n_intervals, dropout=0.3, backbone=None):
+    """The fusion network; with ``backbone`` its image input is patches (cases, phases, 3, H, W) and
+    ``image_dim`` is phases x the backbone's feature size."""
     import torch
     from torch import nn
 
     class DiscreteTimeSurvivalNet(nn.Module):
         def __init__(self):
             super().__init__()
+            self.backbone = backbone
             self.image = nn.Sequential(nn.Dropout(dropout), nn.Linear(image_dim, 64), nn.ReLU()) if image_dim else None
             self.clinical = (nn.Sequential(nn.Linear(clinical_dim, 16), nn.ReLU(), nn.Linear(16, 32), nn.ReLU(),
                                            nn.Linear(32, 64), nn.ReLU()) if clinical_dim else None)
@@ -67,6 +77,9 @@ def _network(image_dim, clinical_dim, n_intervals, dropout=0.3):
 
         def forward(self, image, clinical):
             parts = []
+            if self.backbone is not None:
+                cases, phases = image.shape[:2]
+                image = self.backbone(image.flatten(0, 1)).reshape(cases, phases * self.backbone.feature_size)
             if self.image is not None:
                 parts.append(self.image(image))
             if self.clinical is not None:
@@ -82,12 +95,30 @@ def _nll(logits, at_risk, died):
     return loss / logits.shape[0]
 
 
+def case_patches(data, phases, register="rigid"):
+    """(cases, phases, 3, 224, 224) float32: the z-scored centre patches the extraction feeds a backbone."""
+    import SimpleITK as sitk
+
+    from .extract import deep_patches
+    from .manifest import Manifest
+    from .preprocess import load_case
+    manifest = Manifest(data.table, os.path.dirname(data.manifest_path))
+    out = []
+    for _, row in data.table.iterrows():
+        case = load_case(manifest, row, list(phases), register)
+        mask = case.mask_array()
+        out.append(np.stack([deep_patches(sitk.GetArrayFromImage(case.phases[p]), mask, "centre")[0][0]
+                             for p in phases]))
+    return np.stack(out).astype(np.float32)
+
+
 class DLOPCombin(SurvivalModel):
     kind = "dlop"
     cutoff_rule = "Youden cut-off of the 3-year death probability on the training cases"
 
     def __init__(self, variant="combined", family="resnet50", phases=DEEP_PHASES, p_threshold=0.05,
-                 max_epochs=400, patience=40, lr=1e-3, weight_decay=1e-3, device="cpu"):
+                 max_epochs=None, patience=None, lr=1e-3, weight_decay=1e-3, device="auto", finetune=False,
+                 weights="imagenet", batch_size=16, image_components=32):
         super().__init__()
         if variant not in VARIANTS:
             raise InputError(f"unknown DLOP variant '{variant}'", column="--variant", fix=f"use one of {', '.join(VARIANTS)}")
@@ -95,11 +126,21 @@ class DLOPCombin(SurvivalModel):
         self.family = family
         self.phases = tuple(phases)
         self.p_threshold = p_threshold
-        self.max_epochs = max_epochs
-        self.patience = patience
+        self.finetune = bool(finetune)
+        if self.finetune and family not in ("resnet50", "resnet101"):
+            raise InputError(f"fine-tuning needs a ResNet backbone, not {family}", column="--family",
+                             fix="use resnet50 or resnet101")
+        # full-batch epochs on cached features are cheap; fine-tuning epochs are mini-batch passes over images
+        self.max_epochs = max_epochs or (40 if self.finetune else 400)
+        self.patience = patience or (8 if self.finetune else 40)
         self.lr = lr
         self.weight_decay = weight_decay
         self.device = device
+        self.weights = weights
+        self.batch_size = batch_size
+        self.backbone_provenance = None
+        self.image_components = image_components
+        self.image_projection = None
         self.encoder = None
         self.clinical_names = []
         self.clinical_scaler = None
@@ -113,8 +154,33 @@ class DLOPCombin(SurvivalModel):
         return self.variant == "combined"
 
     def _image_inputs(self, data):
+        if self.finetune:
+            # loading and registering the images dominates: keep the last cohort's patches
+            key = (data.manifest_path, tuple(data.case_ids))
+            if getattr(self, "_patches", (None,))[0] != key:
+                self._patches = (key, case_patches(data, self.phases))
+            return self._patches[1]
         wide = data.features(self.phases, self.family, names=self.image_scaler.names)
-        return self.image_scaler.transform(wide).astype(np.float32)
+        z = self.image_scaler.transform(wide)
+        return (z @ self.image_projection).astype(np.float32) if self.image_projection is not None else \
+            z.astype(np.float32)
+
+    def _build(self, backbone_state=None):
+        """The network (and, fine-tuning, its backbone with only the last stage trainable)."""
+        backbone = None
+        clinical_dim = len(self.clinical_names) if self._uses_network_clinical() else 0
+        if self.finetune:
+            from .deep import FEATURE_SIZES, build_backbone, load_weights
+            backbone = build_backbone(self.family, spatial_dims=2, in_channels=3)
+            if backbone_state is None:
+                self.backbone_provenance = load_weights(backbone, self.weights)
+            for name, parameter in backbone.named_parameters():
+                parameter.requires_grad = name.startswith("net.layer4.")
+            image_dim = len(self.phases) * FEATURE_SIZES[self.family]
+        else:
+            image_dim = (self.image_projection.shape[1] if self.image_projection is not None
+                         else len(self.image_scaler.names))
+        return _network(image_dim, clinical_dim, len(INTERVAL_YEARS), backbone=backbone)
 
     def _clinical_inputs(self, data, warn=True):
         design = self.encoder.transform(data.table, warn=warn)
@@ -124,9 +190,17 @@ class DLOPCombin(SurvivalModel):
     def fit(self, data, seed=0):
         import torch
         data, time, event = training_outcome(data)
-        wide = data.features(self.phases, self.family, icc_filter=True)
-        wide = wide.loc[:, wide.to_numpy(dtype=float).std(0) > 1e-12]
-        self.image_scaler = Standardiser().fit(wide)
+        if self.finetune:
+            self.image_scaler = Standardiser()
+        else:
+            wide = data.features(self.phases, self.family, icc_filter=True)
+            wide = wide.loc[:, wide.to_numpy(dtype=float).std(0) > 1e-12]
+            self.image_scaler = Standardiser().fit(wide)
+            if self.image_components:
+                # thousands of frozen features for ~100 training cases: a principal-component bottleneck
+                z = self.image_scaler.transform(wide)
+                _, _, vt = np.linalg.svd(z, full_matrices=False)
+                self.image_projection = vt[:min(self.image_components, len(vt))].T / np.sqrt(z.shape[0])
         self.encoder = ClinicalEncoder().fit(data.table)
         design = self.encoder.transform(data.table, warn=False)
         self.clinical_names, _ = select_clinical(design, time, event, self.p_threshold)
@@ -135,37 +209,70 @@ class DLOPCombin(SurvivalModel):
         clinical = self._clinical_inputs(data, warn=False)
         at_risk, died = discrete_time_targets(time, event)
 
+        from .deep import select_device, select_dtype
+        device = select_device(self.device)
         torch.manual_seed(seed)
-        net = _network(image.shape[1], clinical.shape[1] if self._uses_network_clinical() else 0,
-                       len(INTERVAL_YEARS)).to(self.device)
+        net = self._build().to(device)
         validation = fold_ids(event, 5, seed) == 0  # 20% of the training cases for early stopping
-        tensors = [torch.as_tensor(a, dtype=torch.float32, device=self.device)
-                   for a in (image, clinical, at_risk, died)]
-        train = torch.as_tensor(~validation, device=self.device)
-        val = torch.as_tensor(validation, device=self.device)
-        optimiser = torch.optim.Adam(net.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        arrays = (image, clinical, at_risk, died)
+        parameters = [p for p in net.parameters() if p.requires_grad]
+        optimiser = torch.optim.Adam(parameters, lr=self.lr, weight_decay=self.weight_decay)
+        dtype = select_dtype(device, "auto")
+        autocast = device.type != "cpu" and dtype != torch.float32
+        rng = np.random.default_rng(seed)
+
+        def batches(mask, shuffle):
+            idx = np.flatnonzero(mask)
+            if shuffle:
+                rng.shuffle(idx)
+            size = self.batch_size if self.finetune else len(idx)
+            for start in range(0, len(idx), size):
+                chosen = idx[start:start + size]
+                yield [torch.as_tensor(a[chosen], dtype=torch.float32, device=device) for a in arrays]
+
+        def set_mode(training):
+            net.train(training)
+            if net.backbone is not None:  # frozen stages keep their ImageNet batch-norm statistics
+                net.backbone.eval()
+                net.backbone.net.layer4.train(training)
+
         best, best_state, best_epoch, losses = np.inf, None, 0, []
         for epoch in range(self.max_epochs):
-            net.train()
-            optimiser.zero_grad()
-            x_img, x_cli, r, d = (t[train] for t in tensors)
-            loss = _nll(net(x_img, x_cli), r, d)
-            loss.backward()
-            optimiser.step()
-            net.eval()
+            set_mode(True)
+            train_loss, seen = 0.0, 0
+            for x_img, x_cli, r, d in batches(~validation, shuffle=self.finetune):
+                if self.finetune:  # flips, per case and consistent over its phases
+                    flip = torch.rand(len(x_img), device=device) < 0.5
+                    x_img = torch.where(flip[:, None, None, None, None], x_img.flip(-1), x_img)
+                    flip = torch.rand(len(x_img), device=device) < 0.5
+                    x_img = torch.where(flip[:, None, None, None, None], x_img.flip(-2), x_img)
+                optimiser.zero_grad()
+                with torch.autocast(device.type, dtype=dtype, enabled=autocast):
+                    logits = net(x_img, x_cli)
+                loss = _nll(logits.float(), r, d)
+                loss.backward()
+                optimiser.step()
+                train_loss += float(loss) * len(x_img)
+                seen += len(x_img)
+            set_mode(False)
+            val_loss, val_seen = 0.0, 0
             with torch.no_grad():
-                x_img, x_cli, r, d = (t[val] for t in tensors)
-                val_loss = float(_nll(net(x_img, x_cli), r, d))
-            losses.append((float(loss), val_loss))
+                for x_img, x_cli, r, d in batches(validation, shuffle=False):
+                    with torch.autocast(device.type, dtype=dtype, enabled=autocast):
+                        logits = net(x_img, x_cli)
+                    val_loss += float(_nll(logits.float(), r, d)) * len(x_img)
+                    val_seen += len(x_img)
+            val_loss /= val_seen
+            losses.append((train_loss / seen, val_loss))
             if val_loss < best - 1e-5:
                 best, best_epoch = val_loss, epoch
-                best_state = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
+                best_state = {k: v.detach().float().cpu().clone() for k, v in net.state_dict().items()}
             elif epoch - best_epoch >= self.patience:
                 break
-        net.load_state_dict(best_state)
         self.state = {k: v.numpy() for k, v in best_state.items()}
         self.history = {"epochs_run": len(losses), "best_epoch": best_epoch + 1, "best_validation_nll": best,
-                        "train_nll_at_best": losses[best_epoch][0]}
+                        "train_nll_at_best": losses[best_epoch][0], "device": str(device),
+                        "precision": str(dtype).replace("torch.", "") if autocast else "float32"}
 
         if self.variant == "ct-cox":
             score = self._network_score(data)
@@ -188,15 +295,20 @@ class DLOPCombin(SurvivalModel):
     # --- prediction ---
     def _hazards(self, data):
         import torch
-        net = _network(len(self.image_scaler.names), len(self.clinical_names) if self._uses_network_clinical() else 0,
-                       len(INTERVAL_YEARS))
+        from .deep import select_device
+        device = select_device(self.device)
+        net = self._build(backbone_state=self.state)
         net.load_state_dict({k: torch.as_tensor(v) for k, v in self.state.items()})
-        net.eval()
-        image = torch.as_tensor(self._image_inputs(data))
-        clinical = torch.as_tensor(self._clinical_inputs(data) if self._uses_network_clinical()
-                                   else np.zeros((len(data.case_ids), 0), dtype=np.float32))
+        net.eval().to(device)
+        image = self._image_inputs(data)
+        clinical = (self._clinical_inputs(data) if self._uses_network_clinical()
+                    else np.zeros((len(data.case_ids), 0), dtype=np.float32))
+        out = []
         with torch.no_grad():
-            return torch.sigmoid(net(image, clinical)).double().numpy()
+            for start in range(0, len(image), 64):
+                batch = [torch.as_tensor(a[start:start + 64], device=device) for a in (image, clinical)]
+                out.append(torch.sigmoid(net(*batch)).double().cpu().numpy())
+        return np.concatenate(out)
 
     def _network_score(self, data):
         """log-odds of death within 3 years from the network."""
@@ -225,25 +337,38 @@ class DLOPCombin(SurvivalModel):
     def risk_score(self, data):
         return 1 - self.survival_days(data, [3 * DAYS_PER_YEAR])[:, 0]
 
+    def risk_and_survival(self, data):
+        surv = self.survival(data)  # one pass of the network: the risk is 1 - S(3 years)
+        return 1 - surv[:, HORIZON_YEARS.index(3)], surv
+
     # --- bundle ---
     def params(self):
         return {"kind": self.kind, "variant": self.variant, "family": self.family, "phases": list(self.phases),
+                "finetune": self.finetune, "backbone_weights": self.backbone_provenance,
+                "image_components": self.image_components,
                 "p_threshold": self.p_threshold, "interval_years": list(INTERVAL_YEARS),
                 "image_scaler": self.image_scaler.to_dict(), "encoder": self.encoder.to_dict(),
                 "clinical_names": list(self.clinical_names), "clinical_scaler": self.clinical_scaler.to_dict(),
                 "cutoff": self.cutoff, "cutoff_rule": self.cutoff_rule, "cox": self.cox, "history": self.history,
                 "training": {"max_epochs": self.max_epochs, "patience": self.patience, "lr": self.lr,
-                             "weight_decay": self.weight_decay, "optimiser": "Adam", "batch": "full",
+                             "weight_decay": self.weight_decay, "optimiser": "Adam",
+                             "batch": self.batch_size if self.finetune else "full",
+                             "trainable": "backbone layer4 + heads" if self.finetune else "heads (frozen backbone)",
                              "early_stopping": "20% of the training cases"}}
 
     def tensors(self):
-        return dict(self.state)
+        tensors = dict(self.state)
+        if self.image_projection is not None:
+            tensors[PROJECTION_KEY] = self.image_projection
+        return tensors
 
     @classmethod
     def from_params(cls, params, tensors=None):
         if tensors is None:
             raise InputError("the DLOP bundle has no weights.safetensors", column="--model", fix="re-train the model")
-        model = cls(params["variant"], params["family"], params["phases"], params["p_threshold"])
+        model = cls(params["variant"], params["family"], params["phases"], params["p_threshold"],
+                    finetune=params.get("finetune", False), image_components=params.get("image_components"))
+        model.backbone_provenance = params.get("backbone_weights")
         model.image_scaler = Standardiser.from_dict(params["image_scaler"])
         model.encoder = ClinicalEncoder.from_dict(params["encoder"])
         model.clinical_names = params["clinical_names"]
@@ -252,7 +377,9 @@ class DLOPCombin(SurvivalModel):
         model.cutoff_rule = params["cutoff_rule"]
         model.cox = params["cox"]
         model.history = params.get("history", {})
-        model.state = dict(tensors)
+        tensors = dict(tensors)
+        model.image_projection = tensors.pop(PROJECTION_KEY, None)
+        model.state = tensors
         return model
 
     def tables(self):

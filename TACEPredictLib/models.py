@@ -38,6 +38,14 @@ def training_summary(data, task):
     table = complete_outcome_rows(data.table, "os") if task == "survival" else data.table
     summary = {"cohort": data.manifest_path, "features": data.features_dir, "synthetic": data.synthetic,
                "cases": int(len(table))}
+    extraction = os.path.join(data.features_dir, "extraction.json") if data.features_dir else None
+    if extraction and os.path.isfile(extraction):
+        import json
+        with open(extraction, encoding="utf-8") as handle:
+            settings = json.load(handle).get("settings", {})
+        # what a new patient's features must be extracted with
+        summary["feature_extraction"] = {k: settings[k] for k in ("phases", "register", "radiomics_params", "deep",
+                                                                   "weights", "sampling") if k in settings}
     if task == "survival":
         time, event = survival_outcome(table, "os")
         summary.update(events=int(event.sum()), median_follow_up_days=float(np.median(time)))

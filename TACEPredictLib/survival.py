@@ -148,9 +148,12 @@ class SurvivalModel:
     def survival(self, data, years=HORIZON_YEARS):
         return self.survival_days(data, np.asarray(years, dtype=float) * DAYS_PER_YEAR)
 
+    def risk_and_survival(self, data):
+        """Risk scores and survival at 1, 2 and 3 years (a model whose inputs are costly overrides this)."""
+        return self.risk_score(data), self.survival(data)
+
     def predict(self, data):
-        risk = self.risk_score(data)
-        surv = self.survival(data)
+        risk, surv = self.risk_and_survival(data)
         out = pd.DataFrame({"case_id": data.case_ids, "task": self.task, "model": self.kind,
                             "risk_score": risk, "risk_group": np.where(risk > self.cutoff, "high", "low"),
                             "cutoff": self.cutoff})

@@ -9,16 +9,7 @@ from TACEPredictLib.cox import (ConvergenceError, _breslow_loglik_grad, _RiskSet
 
 datasets = pytest.importorskip("lifelines.datasets")
 
-# R 4.x, survival::coxph(Surv(week, arrest) ~ fin + age + race + wexp + mar + paro + prio, data = Rossi)
-# (Fox and Weisberg, "Cox Proportional-Hazards Regression for Survival Data in R", Efron ties).
-ROSSI_COEF = {"fin": -0.379422, "age": -0.057438, "race": 0.313900, "wexp": -0.149796, "mar": -0.433704,
-              "paro": -0.084871, "prio": 0.091497}
-ROSSI_SE = {"fin": 0.191379, "age": 0.021999, "race": 0.307993, "wexp": 0.212224, "mar": 0.381868,
-            "paro": 0.195757, "prio": 0.028649}
-ROSSI_LOGLIK = -658.7477  # R: fit$loglik[2]
-# R: coxph(Surv(time, status) ~ age + sex, data = lung)
-LUNG_COEF = {"age": 0.017045, "sex": -0.513219}
-LUNG_SE = {"age": 0.009223, "sex": 0.167458}
+from r_reference import LUNG_COEF, LUNG_SE, ROSSI_COEF, ROSSI_LOGLIK, ROSSI_SE  # noqa: E402
 
 
 def test_rossi_equals_r_coxph():

@@ -193,3 +193,29 @@ def test_options_that_do_not_apply_are_refused(cohort):
         models.train("survival", "signature", cohort["train"], variant="clinical")
     with pytest.raises(InputError, match="unknown survival model"):
         models.train("survival", "random-forest", cohort["train"])
+
+
+def test_dlop_fine_tuning_trains_only_the_last_stage(tmp_path):
+    """The GPU path, run on the CPU with a tiny budget: images in, layer4 and heads trained, the rest frozen."""
+    import torch
+
+    from TACEPredictLib.deep import build_backbone
+    from TACEPredictLib.phantom import generate_cohort
+    manifest = generate_cohort(str(tmp_path / "cohort"), cases=14, seed=5, workers=2)
+    data = CohortData(manifest)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model, _ = models.train("survival", "dlop", data, seed=0, finetune=True, weights="random", max_epochs=1,
+                                batch_size=8)
+        torch.manual_seed(0)
+        initial = build_backbone("resnet50").state_dict()
+    assert model.history["epochs_run"] == 1
+    for key in ("net.conv1.weight", "net.layer1.0.conv1.weight", "net.bn1.running_mean", "net.layer3.5.bn3.weight"):
+        np.testing.assert_array_equal(model.state["backbone." + key], initial[key].numpy())
+    assert not np.array_equal(model.state["backbone.net.layer4.2.conv3.weight"],
+                              initial["net.layer4.2.conv3.weight"].numpy())
+    predictions = model.predict(data)
+    models.save(model, str(tmp_path / "bundle"), data, seed=0)
+    loaded, info = models.load(str(tmp_path / "bundle"))
+    assert info["files"]["weights.safetensors"]
+    np.testing.assert_allclose(loaded.predict(data)["surv_3y"], predictions["surv_3y"], rtol=1e-5)
