@@ -171,21 +171,12 @@ def cmd_split(args):
 def cmd_train(args):
     from . import models
     data = _cohort(args)
-    options = {"variant": args.variant, "p_threshold": args.p_threshold, "family": args.family}
+    options = {"variant": args.variant, "p_threshold": args.p_threshold, "family": args.family,
+               "covariates": args.covariates.split(",") if args.covariates else None}
     print(RESEARCH_USE_NOTICE)
     start = time.monotonic()
-    model, messages = models.train(args.task, args.model, data, seed=args.seed, **options)
-    _print_warnings(messages)
-    from . import metrics
-    from .covariates import complete_outcome_rows, survival_outcome
-    labelled = data.subset(complete_outcome_rows(data.table, "os"))
-    t, e = survival_outcome(labelled.table, "os")
-    apparent = metrics.concordance_index(t, model.risk_score(labelled), e)
-    info = models.save(model, args.out, data, args.seed, settings={k: v for k, v in options.items() if v is not None},
-                       metrics={"c_index_training_apparent": apparent}, input_warnings=messages)
-    if args.model in ("nomogram", "clinical-cox"):
-        from .report import plot_nomogram
-        plot_nomogram(model, os.path.join(args.out, "nomogram.png"), model.notice)
+    _, info = models.train_bundle(args.task, args.model, data, args.out, seed=args.seed, **options)
+    _print_warnings(info["settings"]["input_warnings"])
     print(f"trained {args.task} / {args.model} in {time.monotonic() - start:.1f} s -> {args.out}")
     print(info["provenance"])
     if data.synthetic:
@@ -293,6 +284,9 @@ def build_parser():
     p.add_argument("--family", default=None,
                    help="feature family (default: signature/nomogram densenet121, dlop resnet50, lasso-cox radiomics)")
     p.add_argument("--p-threshold", type=float, default=None, help="univariate Cox screen (default 0.05)")
+    p.add_argument("--covariates", default=None,
+                   help="comma-separated candidate clinical columns, extra manifest columns included "
+                        "(default: the known pre-treatment columns the manifest has)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_train)
 

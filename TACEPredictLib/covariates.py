@@ -179,13 +179,18 @@ class Standardiser:
         return cls(data["names"], data["mean"], data["sd"])
 
 
-def survival_outcome(table, outcome="os"):
-    """``(time_days, event)`` arrays for the rows of ``table``; raises InputError naming a bad case."""
+def _outcome_columns(table, outcome):
     time_col, event_col = OUTCOMES[outcome]
     for column in (time_col, event_col):
         if column not in table.columns:
             raise InputError(f"the manifest has no '{column}' column", column=column,
                              fix=f"add '{time_col}' and '{event_col}' for survival models")
+    return time_col, event_col
+
+
+def survival_outcome(table, outcome="os"):
+    """``(time_days, event)`` arrays for the rows of ``table``; raises InputError naming a bad case."""
+    time_col, event_col = _outcome_columns(table, outcome)
     time = pd.to_numeric(table[time_col], errors="coerce")
     event = pd.to_numeric(table[event_col], errors="coerce")
     for column, values in ((time_col, time), (event_col, event)):
@@ -206,11 +211,7 @@ def survival_outcome(table, outcome="os"):
 
 def complete_outcome_rows(table, outcome="os"):
     """The rows with both outcome values, warning about (and naming) the ones left out."""
-    time_col, event_col = OUTCOMES[outcome]
-    for column in (time_col, event_col):
-        if column not in table.columns:
-            raise InputError(f"the manifest has no '{column}' column", column=column,
-                             fix=f"add '{time_col}' and '{event_col}' for survival models")
+    time_col, event_col = _outcome_columns(table, outcome)
     missing = table[time_col].isna() | table[event_col].isna()
     if missing.all():
         raise InputError(f"no case has both '{time_col}' and '{event_col}'", column=time_col,

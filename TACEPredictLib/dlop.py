@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from . import InputError
-from .covariates import ClinicalEncoder, Standardiser
+from .covariates import DEFAULT_CLINICAL, ClinicalEncoder, Standardiser
 from .cox import fit_cox, fold_ids, survival_from_baseline
 from .metrics import status_at, youden_cutoff
 from .survival import DAYS_PER_YEAR, DEEP_PHASES, HORIZON_YEARS, SurvivalModel, select_clinical, training_outcome
@@ -118,11 +118,12 @@ class DLOPCombin(SurvivalModel):
 
     def __init__(self, variant="combined", family="resnet50", phases=DEEP_PHASES, p_threshold=0.05,
                  max_epochs=None, patience=None, lr=1e-3, weight_decay=1e-3, device="auto", finetune=False,
-                 weights="imagenet", batch_size=16, image_components=32):
+                 weights="imagenet", batch_size=16, image_components=32, covariates=None):
         super().__init__()
         if variant not in VARIANTS:
             raise InputError(f"unknown DLOP variant '{variant}'", column="--variant", fix=f"use one of {', '.join(VARIANTS)}")
         self.variant = variant
+        self.candidate_columns = tuple(covariates or DEFAULT_CLINICAL)
         self.family = family
         self.phases = tuple(phases)
         self.p_threshold = p_threshold
@@ -201,7 +202,7 @@ class DLOPCombin(SurvivalModel):
                 z = self.image_scaler.transform(wide)
                 _, _, vt = np.linalg.svd(z, full_matrices=False)
                 self.image_projection = vt[:min(self.image_components, len(vt))].T / np.sqrt(z.shape[0])
-        self.encoder = ClinicalEncoder().fit(data.table)
+        self.encoder = ClinicalEncoder().fit(data.table, self.candidate_columns)
         design = self.encoder.transform(data.table, warn=False)
         self.clinical_names, _ = select_clinical(design, time, event, self.p_threshold)
         self.clinical_scaler = Standardiser().fit(design[self.clinical_names])

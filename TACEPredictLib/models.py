@@ -86,3 +86,19 @@ def load(directory):
     model.notice = info.get("notice") or (RESEARCH_USE_NOTICE + (" " + SYNTHETIC_DATA_NOTICE
                                                                   if info["training"].get("synthetic") else ""))
     return model, info
+
+
+def train_bundle(task, kind, data, out_dir, seed=0, **options):
+    """Train, measure the apparent (training) C-index, write the bundle (and a nomogram figure for Cox models
+    on clinical covariates). Returns ``(model, info)``."""
+    from . import metrics
+    model, messages = train(task, kind, data, seed=seed, **options)
+    labelled = data.subset(complete_outcome_rows(data.table, "os"))
+    time, event = survival_outcome(labelled.table, "os")
+    apparent = metrics.concordance_index(time, model.risk_score(labelled), event)
+    info = save(model, out_dir, data, seed, settings={k: v for k, v in options.items() if v is not None},
+                metrics={"c_index_training_apparent": apparent}, input_warnings=messages)
+    if kind in ("nomogram", "clinical-cox"):
+        from .report import plot_nomogram
+        plot_nomogram(model, os.path.join(out_dir, "nomogram.png"), model.notice)
+    return model, info

@@ -67,14 +67,14 @@ def evaluate_survival(model, data, out_dir, n_bootstrap=1000, seed=0, train_data
     predictions.assign(os_days=time, os_event=event).to_csv(os.path.join(out_dir, "predictions.csv"), index=False)
     calibration.to_csv(os.path.join(out_dir, "calibration.csv"), index=False)
     with open(os.path.join(out_dir, "metrics.json"), "w", encoding="utf-8") as handle:
-        json.dump({"model": model.kind, "provenance": model.provenance, "notice": model.notice,
+        json.dump({"model": model.label, "provenance": model.provenance, "notice": model.notice,
                    "evaluated_on": data.manifest_path, "metrics": result}, handle, indent=1)
     pd.DataFrame([{"metric": k, "value": v} for k, v in result.items()]).to_csv(
         os.path.join(out_dir, "metrics.csv"), index=False)
     plot_kaplan_meier(time, event, groups, os.path.join(out_dir, "kaplan_meier.png"),
-                      title=f"{model.kind}: risk groups", notice=model.notice, p=result.get("logrank_p"))
-    plot_calibration(calibration, horizon, os.path.join(out_dir, "calibration.png"), model.kind, model.notice)
-    plot_time_auc(result, os.path.join(out_dir, "time_dependent_auc.png"), model.kind, model.notice)
+                      title=f"{model.label}: risk groups", notice=model.notice, p=result.get("logrank_p"))
+    plot_calibration(calibration, horizon, os.path.join(out_dir, "calibration.png"), model.label, model.notice)
+    plot_time_auc(result, os.path.join(out_dir, "time_dependent_auc.png"), model.label, model.notice)
     return result, predictions
 
 

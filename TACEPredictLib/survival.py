@@ -18,8 +18,8 @@ import pandas as pd
 from . import InputError
 from .cox import (ConvergenceError, breslow_baseline, cv_elastic_net_cox, fit_cox, mrmr_rank, score_statistics,
                   stepwise_aic, survival_from_baseline, univariate_screen)
-from .covariates import (ClinicalEncoder, InputWarning, Standardiser, check_events, complete_outcome_rows,
-                         survival_outcome)
+from .covariates import (DEFAULT_CLINICAL, ClinicalEncoder, InputWarning, Standardiser, check_events,
+                         complete_outcome_rows, survival_outcome)
 
 DAYS_PER_YEAR = 365.25
 HORIZON_YEARS = (1, 2, 3)
@@ -148,13 +148,19 @@ class SurvivalModel:
     def survival(self, data, years=HORIZON_YEARS):
         return self.survival_days(data, np.asarray(years, dtype=float) * DAYS_PER_YEAR)
 
+    @property
+    def label(self):
+        """The kind and, where it has one, the variant: 'dlop (ct-only)'."""
+        variant = getattr(self, "variant", None) or getattr(self, "extra", {}).get("variant")
+        return f"{self.kind} ({variant})" if variant else self.kind
+
     def risk_and_survival(self, data):
         """Risk scores and survival at 1, 2 and 3 years (a model whose inputs are costly overrides this)."""
         return self.risk_score(data), self.survival(data)
 
     def predict(self, data):
         risk, surv = self.risk_and_survival(data)
-        out = pd.DataFrame({"case_id": data.case_ids, "task": self.task, "model": self.kind,
+        out = pd.DataFrame({"case_id": data.case_ids, "task": self.task, "model": self.label,
                             "risk_score": risk, "risk_group": np.where(risk > self.cutoff, "high", "low"),
                             "cutoff": self.cutoff})
         for k, years in enumerate(HORIZON_YEARS):
@@ -224,8 +230,7 @@ class CoxModel(SurvivalModel):
                 "cutoff": self.cutoff, "cutoff_rule": self.cutoff_rule,
                 "encoder": self.encoder.to_dict() if self.encoder else None,
                 "signature": self.signature.to_dict() if self.signature else None,
-                "hazard_ratios": table.to_dict(orient="records"), "extra": self.extra,
-                "training_design": self.extra.get("training_design")}
+                "hazard_ratios": table.to_dict(orient="records"), "extra": self.extra}
 
     @classmethod
     def from_params(cls, params, tensors=None):
@@ -262,13 +267,14 @@ class ClinicalCox(CoxModel):
 
     kind = "clinical-cox"
 
-    def __init__(self, p_threshold=0.05):
+    def __init__(self, p_threshold=0.05, covariates=None):
         super().__init__()
         self.p_threshold = p_threshold
+        self.candidate_columns = tuple(covariates or DEFAULT_CLINICAL)
 
     def fit(self, data, seed=0):
         data, time, event = training_outcome(data)
-        self.encoder = ClinicalEncoder().fit(data.table)
+        self.encoder = ClinicalEncoder().fit(data.table, self.candidate_columns)
         design = self.design(data, warn=False)
         kept, screen = select_clinical(design, time, event, self.p_threshold)
         self.extra["univariate"] = screen.to_dict(orient="records")
@@ -283,8 +289,10 @@ class Nomogram(CoxModel):
 
     kind = "nomogram"
 
-    def __init__(self, variant="integrated", p_threshold=0.05, family="densenet121", phases=DEEP_PHASES):
+    def __init__(self, variant="integrated", p_threshold=0.05, family="densenet121", phases=DEEP_PHASES,
+                 covariates=None):
         super().__init__()
+        self.candidate_columns = tuple(covariates or DEFAULT_CLINICAL)
         if variant not in ("clinical", "integrated"):
             raise InputError(f"unknown nomogram variant '{variant}'", column="--variant",
                              fix="use clinical or integrated")
@@ -295,7 +303,7 @@ class Nomogram(CoxModel):
 
     def fit(self, data, seed=0):
         data, time, event = training_outcome(data)
-        self.encoder = ClinicalEncoder().fit(data.table)
+        self.encoder = ClinicalEncoder().fit(data.table, self.candidate_columns)
         if self.variant == "integrated":
             self.signature = LinearSignature(self.family, self.phases).fit(data, time, event, seed)
         design = self.design(data, warn=False)

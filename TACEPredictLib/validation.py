@@ -17,7 +17,7 @@ from . import metrics as M
 from . import models
 from .covariates import CohortData, complete_outcome_rows, survival_outcome
 from .manifest import _read_csv
-from .report import evaluate_survival, plot_nomogram
+from .report import evaluate_survival
 
 # (run name, model kind, options): seed 000's models, seed 001's DLOP-Combin and its comparators, baselines.
 SURVIVAL_RUNS = (
@@ -86,17 +86,11 @@ def run_survival_validation(manifest_path, features_dir, out_dir, seed=0, test_f
     total_train_seconds = 0.0
     for name, kind, options in runs:
         start = clock.perf_counter()
-        model, warnings_seen = models.train("survival", kind, train, seed=seed, **options)
-        seconds = clock.perf_counter() - start
+        model, info = models.train_bundle("survival", kind, train, os.path.join(out_dir, "models", name), seed=seed,
+                                          **options)
+        seconds = clock.perf_counter() - start  # includes writing the bundle and its figure
         total_train_seconds += seconds
-        train_pred = model.predict(train.subset(complete_outcome_rows(train.table, "os")))
-        tr_time, tr_event = survival_outcome(complete_outcome_rows(train.table, "os"), "os")
-        apparent = M.concordance_index(tr_time, train_pred["risk_score"], tr_event)
-        bundle_dir = os.path.join(out_dir, "models", name)
-        models.save(model, bundle_dir, train, seed, settings={"run": name, **options},
-                    metrics={"c_index_training_apparent": apparent}, input_warnings=warnings_seen)
-        if kind in ("nomogram", "clinical-cox"):
-            plot_nomogram(model, os.path.join(bundle_dir, "nomogram.png"), model.notice)
+        apparent = info["metrics"]["c_index_training_apparent"]
         result, predictions = evaluate_survival(model, test, os.path.join(out_dir, "reports", name),
                                                 n_bootstrap=n_bootstrap, seed=seed, train_data=train)
         risks[name] = predictions["risk_score"].to_numpy()

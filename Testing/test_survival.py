@@ -219,3 +219,11 @@ def test_dlop_fine_tuning_trains_only_the_last_stage(tmp_path):
     loaded, info = models.load(str(tmp_path / "bundle"))
     assert info["files"]["weights.safetensors"]
     np.testing.assert_allclose(loaded.predict(data)["surv_3y"], predictions["surv_3y"], rtol=1e-5)
+
+
+def test_candidate_covariates_can_be_chosen_including_extra_columns(cohort, tmp_path):
+    data = _manifest_variant(cohort, tmp_path, lambda t: t.assign(
+        bleeding_score=(t["portal_vein_invasion"].astype(int) * 3 + np.arange(len(t)) % 2).astype(str)))
+    model, _ = models.train("survival", "clinical-cox", data, covariates=["age", "bleeding_score"])
+    assert set(model.encoder.names) == {"age", "bleeding_score"}
+    assert model.covariates == ["bleeding_score"]
