@@ -1,5 +1,10 @@
 """DLOP-Combin (seed 001): a discrete-time survival network fusing CT and clinical data (research use only).
 
+After Sun Z, Li X, Liang H, Shi Z, Ren H. A deep learning model combining multimodal factors to predict the
+overall survival of transarterial chemoembolization. J Hepatocell Carcinoma 2024;11:385-397
+(doi:10.2147/JHC.S443660), who compared it with a CT-only residual network, a Cox model on the network's score
+plus clinical factors, a radiomics model and a clinical model.
+
 - Image branch: a ResNet backbone's pooled features of the arterial and portal phases. By default the
   backbone is frozen and its features come from the extraction cache (``tacepredict extract --deep resnet50``),
   which is what runs on a CPU; the features are standardised and projected on their first 32 principal
