@@ -221,8 +221,11 @@ class DLOPCombin(SurvivalModel):
         net = self._build().to(device)
         validation = fold_ids(event, 5, seed) == 0  # 20% of the training cases for early stopping
         arrays = (image, clinical, at_risk, died)
-        parameters = [p for p in net.parameters() if p.requires_grad]
-        optimiser = torch.optim.Adam(parameters, lr=self.lr, weight_decay=self.weight_decay)
+        backbone_ids = {id(p) for p in net.backbone.parameters()} if net.backbone is not None else set()
+        groups = [{"params": [p for p in net.parameters() if id(p) not in backbone_ids], "lr": self.lr}]
+        if backbone_ids:  # the pretrained stage moves ten times more slowly than the new heads
+            groups.append({"params": [p for p in net.backbone.parameters() if p.requires_grad], "lr": self.lr / 10})
+        optimiser = torch.optim.Adam(groups, weight_decay=self.weight_decay)
         dtype = select_dtype(device, "auto")
         autocast = device.type != "cpu" and dtype != torch.float32
         rng = np.random.default_rng(seed)
@@ -359,7 +362,8 @@ class DLOPCombin(SurvivalModel):
                 "training": {"max_epochs": self.max_epochs, "patience": self.patience, "lr": self.lr,
                              "weight_decay": self.weight_decay, "optimiser": "Adam",
                              "batch": self.batch_size if self.finetune else "full",
-                             "trainable": "backbone layer4 + heads" if self.finetune else "heads (frozen backbone)",
+                             "trainable": "backbone layer4 (lr / 10) + heads" if self.finetune
+                             else "heads (frozen backbone)",
                              "early_stopping": "20% of the training cases"}}
 
     def tensors(self):
