@@ -118,9 +118,13 @@ class ClinicalEncoder:
             numeric = np.log10(numeric + 1.0)
         return numeric
 
-    def transform(self, table, warn=True):
+    def transform(self, table, warn=True, names=None):
+        """The design matrix; with ``names``, only the source columns those names come from are read (a
+        model does not ask for, or warn about, columns it does not use)."""
         columns = {}
         for item in self.spec:
+            if names is not None and not set(item["names"]) & set(names):
+                continue
             column = item["column"]
             if column not in table.columns:
                 raise InputError(f"the model needs the column '{column}', which this manifest lacks", column=column,

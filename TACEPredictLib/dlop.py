@@ -189,7 +189,7 @@ class DLOPCombin(SurvivalModel):
         return _network(image_dim, clinical_dim, len(INTERVAL_YEARS), backbone=backbone)
 
     def _clinical_inputs(self, data, warn=True):
-        design = self.encoder.transform(data.table, warn=warn)
+        design = self.encoder.transform(data.table, warn=warn, names=self.clinical_names)
         return self.clinical_scaler.transform(design[self.clinical_names]).astype(np.float32)
 
     # --- training ---
@@ -326,7 +326,7 @@ class DLOPCombin(SurvivalModel):
         return np.log(p / (1 - p))
 
     def _cox_lp(self, data):
-        design = self.encoder.transform(data.table)
+        design = self.encoder.transform(data.table, names=self.clinical_names)
         X = np.column_stack([self._network_score(data), design[self.clinical_names].to_numpy(dtype=float)])
         return X @ np.asarray(self.cox["coef"])
 

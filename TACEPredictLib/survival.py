@@ -190,11 +190,13 @@ class CoxModel(SurvivalModel):
         self.baseline = (np.zeros(0), np.zeros(0))
         self.extra = {}
 
-    def design(self, data, warn=True):
+    def design(self, data, warn=True, covariates=None):
+        """Encoded clinical columns and the signature score; ``covariates`` limits it to what a fitted model
+        uses, so that prediction reads only those inputs."""
         parts = []
         if self.encoder is not None:
-            parts.append(self.encoder.transform(data.table, warn=warn))
-        if self.signature is not None:
+            parts.append(self.encoder.transform(data.table, warn=warn, names=covariates))
+        if self.signature is not None and (covariates is None or "signature" in covariates):
             parts.append(pd.DataFrame({"signature": self.signature.score(data)}, index=data.case_ids))
         return pd.concat(parts, axis=1) if parts else pd.DataFrame(index=data.case_ids)
 
@@ -213,7 +215,7 @@ class CoxModel(SurvivalModel):
         return self
 
     def risk_score(self, data):
-        return self.design(data)[self.covariates].to_numpy(dtype=float) @ self.coef
+        return self.design(data, covariates=self.covariates)[self.covariates].to_numpy(dtype=float) @ self.coef
 
     def survival_days(self, data, days):
         return survival_from_baseline(self.risk_score(data), *self.baseline, days)

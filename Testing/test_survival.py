@@ -227,3 +227,13 @@ def test_candidate_covariates_can_be_chosen_including_extra_columns(cohort, tmp_
     model, _ = models.train("survival", "clinical-cox", data, covariates=["age", "bleeding_score"])
     assert set(model.encoder.names) == {"age", "bleeding_score"}
     assert model.covariates == ["bleeding_score"]
+
+
+def test_prediction_reads_only_the_inputs_the_model_uses(cohort, trained, tmp_path):
+    model = trained["clinical-cox"]
+    unused = next(c for c in ("capsule", "sex", "age") if c not in {n.split("=")[0] for n in model.covariates})
+    data = _manifest_variant(cohort, tmp_path, lambda t: t.drop(columns=[unused]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", InputWarning)
+        predictions = model.predict(data)
+    assert len(predictions) == 200
