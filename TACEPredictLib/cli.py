@@ -199,12 +199,19 @@ def cmd_evaluate(args):
 
 def cmd_predict(args):
     from . import models
-    model, info = models.load(args.model)
+    from .aggressive import BUILT_IN_MODELS
+    built_in = BUILT_IN_MODELS.get((args.task, args.model))
+    if built_in is not None and not os.path.isdir(args.model):
+        model = built_in()  # a published model with fixed coefficients: no bundle
+        provenance = model.provenance
+    else:
+        model, info = models.load(args.model)
+        provenance = info["provenance"]
     predictions = model.predict(_cohort(args))
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     predictions.to_csv(args.out, index=False)
     print(RESEARCH_USE_NOTICE)
-    print(info["provenance"])
+    print(provenance)
     print(f"wrote {len(predictions)} prediction(s) to {args.out}")
     return 0
 
@@ -300,7 +307,10 @@ def build_parser():
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("predict", help="predictions of a model for every case of a manifest")
-    p.add_argument("--model", required=True, help="model bundle folder")
+    p.add_argument("--model", required=True,
+                   help="model bundle folder, or with --task aggressive-pd: clinical-semantic (the published "
+                        "Model_CS, no bundle needed)")
+    p.add_argument("--task", default=None, help="with a built-in model: its task (aggressive-pd)")
     p.add_argument("--manifest", required=True)
     p.add_argument("--features", default=None)
     p.add_argument("--out", required=True, help="predictions CSV to write")

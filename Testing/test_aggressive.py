@@ -1,0 +1,70 @@
+"""The published clinical-semantic score for aggressive progression (Model_CS): no training, no bundle."""
+
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import write_manifest
+from TACEPredictLib import cli
+from TACEPredictLib.aggressive import ClinicalSemanticScore, PUBLISHED_COEFFICIENTS
+from TACEPredictLib.covariates import CohortData
+from TACEPredictLib.metrics import roc_auc
+
+ROWS = [
+    {"case_id": "a", "tumor_size_mm": 50, "cirrhosis": 1, "fusion_lesion": 0, "capsule": "absent",
+     "nodule_in_nodule": 1},
+    {"case_id": "b", "tumor_size_mm": 30, "cirrhosis": 0, "fusion_lesion": 1, "capsule": "intact",
+     "nodule_in_nodule": 0},
+    {"case_id": "c", "tumor_size_mm": 120, "cirrhosis": 1, "fusion_lesion": 1, "capsule": "non-intact",
+     "nodule_in_nodule": 0},
+]
+
+
+def test_published_formula_by_hand(tmp_path):
+    data = CohortData(write_manifest(str(tmp_path), ROWS))
+    predictions = ClinicalSemanticScore().predict(data)
+    expected = [-1.6705 + 0.009 * 50 + 0.7009 + 0.6375, -1.6705 + 0.009 * 30 + 0.5365 - 1.7083,
+                -1.6705 + 0.009 * 120 + 0.7009 + 0.5365 - 0.4967]
+    np.testing.assert_allclose(predictions["score"], expected, atol=1e-12)
+    np.testing.assert_allclose(predictions["probability"], 1 / (1 + np.exp(-np.array(expected))), atol=1e-12)
+    # probabilities 0.53 and 0.54 are >= 0.28 (high risk); 0.07 is low risk
+    assert list(predictions["risk_group"]) == ["high", "low", "high"]
+    assert predictions["notice"].str.contains("RESEARCH USE ONLY").all()
+    assert predictions["provenance"].str.contains("published").all()
+    assert PUBLISHED_COEFFICIENTS["capsule=intact"] == -1.7083
+
+
+def test_missing_factor_names_the_case_and_column(tmp_path):
+    rows = [dict(r) for r in ROWS]
+    rows[1]["fusion_lesion"] = None
+    data = CohortData(write_manifest(str(tmp_path), rows))
+    with pytest.raises(Exception, match="case b, column 'fusion_lesion'"):
+        ClinicalSemanticScore().predict(data)
+    data = CohortData(write_manifest(str(tmp_path), [{k: v for k, v in r.items() if k != "capsule"} for r in ROWS]))
+    with pytest.raises(Exception, match="column 'capsule'"):
+        ClinicalSemanticScore().predict(data)
+
+
+def test_cli_predicts_without_a_bundle_and_separates_the_demo_outcome(demo_cohort, tmp_path, capsys):
+    out = str(tmp_path / "p.csv")
+    status = cli.main(["predict", "--task", "aggressive-pd", "--model", "clinical-semantic", "--manifest",
+                       demo_cohort, "--out", out])
+    assert status == 0 and "published Model_CS" in capsys.readouterr().out
+    predictions = pd.read_csv(out)
+    assert len(predictions) == 6 and set(predictions["risk_group"]) <= {"high", "low"}
+
+
+def test_model_cs_ranks_the_phantoms_latent_aggressive_progression_risk(tmp_path):
+    """The phantom draws aggressive progression from the same factors plus image terms: Model_CS must rank its
+    latent predictor well (a check of the coding, not a validation on patients)."""
+    from TACEPredictLib.phantom import generate_cohort
+    manifest = generate_cohort(str(tmp_path / "cohort"), cases=40, seed=11, workers=2)
+    data = CohortData(manifest)
+    truth = pd.read_csv(os.path.join(os.path.dirname(manifest), "ground_truth.csv"))
+    score = ClinicalSemanticScore().predict(data)["score"].to_numpy()
+    rho = pd.Series(score).corr(truth["lp_aggressive_pd"], method="spearman")
+    assert rho > 0.5
+    label = (truth["lp_aggressive_pd"] > truth["lp_aggressive_pd"].median()).astype(int)
+    assert roc_auc(label, score) > 0.7
