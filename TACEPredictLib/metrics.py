@@ -328,3 +328,153 @@ def status_at(time, event, t):
     status[(time <= t) & event] = 1
     status[time > t] = 0
     return status
+
+
+def _midranks(x):
+    return stats.rankdata(x, method="average")
+
+
+def _delong_placements(label, scores):
+    """DeLong's structural components (Sun and Xu's midrank algorithm) of one or more score vectors."""
+    positives, negatives = scores[:, label], scores[:, ~label]
+    m, n = positives.shape[1], negatives.shape[1]
+    v10 = np.empty_like(positives)
+    v01 = np.empty_like(negatives)
+    for k in range(scores.shape[0]):
+        all_ranks = _midranks(np.concatenate([positives[k], negatives[k]]))
+        v10[k] = (all_ranks[:m] - _midranks(positives[k])) / n
+        v01[k] = 1.0 - (all_ranks[m:] - _midranks(negatives[k])) / m
+    return v10, v01
+
+
+def delong_covariance(label, *scores):
+    """AUCs of one or more scores on the same patients and their DeLong covariance matrix (DeLong et al.
+    1988; pROC's ``var(roc, method = "delong")`` for one score)."""
+    label, _ = _binary_arrays(label, scores[0])
+    matrix = np.vstack([_binary_arrays(label, s)[1] for s in scores])
+    v10, v01 = _delong_placements(label, matrix)
+    aucs = v10.mean(1)
+    covariance = np.atleast_2d(np.cov(v10)) / v10.shape[1] + np.atleast_2d(np.cov(v01)) / v01.shape[1]
+    return aucs, covariance
+
+
+def roc_auc_ci(label, score, method="delong", level=0.95, n_bootstrap=1000, seed=0):
+    """AUC with a confidence interval: ``(auc, lower, upper)``.
+
+    ``delong``: AUC +- z x DeLong SE, clipped to [0, 1] (pROC's default). ``bootstrap``: percentile interval of
+    ``n_bootstrap`` resamples stratified by class (pROC's ``ci.auc(method = "bootstrap")``).
+    """
+    label, score = _binary_arrays(label, score)
+    if method == "delong":
+        aucs, covariance = delong_covariance(label, score)
+        z = stats.norm.ppf((1 + level) / 2)
+        se = float(np.sqrt(covariance[0, 0]))
+        return float(aucs[0]), max(0.0, float(aucs[0]) - z * se), min(1.0, float(aucs[0]) + z * se)
+    if method != "bootstrap":
+        raise ValueError("method must be 'delong' or 'bootstrap'")
+    rng = np.random.default_rng(seed)
+    positives, negatives = np.flatnonzero(label), np.flatnonzero(~label)
+    samples = []
+    for _ in range(n_bootstrap):
+        idx = np.concatenate([rng.choice(positives, len(positives)), rng.choice(negatives, len(negatives))])
+        samples.append(roc_auc(label[idx], score[idx]))
+    lower, upper = np.quantile(samples, [(1 - level) / 2, (1 + level) / 2])
+    return roc_auc(label, score), float(lower), float(upper)
+
+
+def delong_test(label, score_a, score_b):
+    """DeLong's test of two correlated AUCs (two scores on the same patients), as pROC's ``roc.test``:
+    a dict with ``auc_a``, ``auc_b``, ``difference``, ``z`` and the two-sided ``p``."""
+    aucs, covariance = delong_covariance(label, score_a, score_b)
+    variance = covariance[0, 0] + covariance[1, 1] - 2 * covariance[0, 1]
+    difference = float(aucs[0] - aucs[1])
+    if variance <= 0:
+        return {"auc_a": float(aucs[0]), "auc_b": float(aucs[1]), "difference": difference, "z": 0.0, "p": 1.0}
+    z = difference / np.sqrt(variance)
+    return {"auc_a": float(aucs[0]), "auc_b": float(aucs[1]), "difference": difference, "z": float(z),
+            "p": float(2 * stats.norm.sf(abs(z)))}
+
+
+def threshold_summary(label, score, cutoff):
+    """Sensitivity, specificity, PPV, NPV and accuracy when ``score >= cutoff`` is called positive, with the
+    counts (``tp``, ``fp``, ``tn``, ``fn``); a ratio with an empty denominator is NaN."""
+    label, score = _binary_arrays(label, score)
+    called = score >= cutoff
+    tp, fp = int(np.sum(called & label)), int(np.sum(called & ~label))
+    fn, tn = int(np.sum(~called & label)), int(np.sum(~called & ~label))
+
+    def ratio(a, b):
+        return a / b if b else float("nan")
+    return {"cutoff": float(cutoff), "sensitivity": ratio(tp, tp + fn), "specificity": ratio(tn, tn + fp),
+            "ppv": ratio(tp, tp + fp), "npv": ratio(tn, tn + fn), "accuracy": (tp + tn) / len(label),
+            "tp": tp, "fp": fp, "tn": tn, "fn": fn}
+
+
+def net_benefit(label, probability, thresholds):
+    """Decision-curve analysis (Vickers and Elkin 2006): net benefit of treating when ``probability >=
+    threshold``, against treating everyone and no one. Equals the ``dcurves`` package. Returns a table with
+    ``threshold``, ``model``, ``treat_all`` and ``treat_none``."""
+    label = np.asarray(label, dtype=float).astype(bool)
+    probability = np.asarray(probability, dtype=float)
+    if probability.shape != label.shape or not np.all((probability >= 0) & (probability <= 1)):
+        raise ValueError("probability must be one value in [0, 1] per label")
+    thresholds = np.asarray(thresholds, dtype=float)
+    if np.any((thresholds <= 0) | (thresholds >= 1)):
+        raise ValueError("thresholds must lie strictly between 0 and 1")
+    n = len(label)
+    prevalence = label.mean()
+    odds = thresholds / (1 - thresholds)
+    called = probability[None, :] >= thresholds[:, None]
+    tp = (called & label[None, :]).sum(1) / n
+    fp = (called & ~label[None, :]).sum(1) / n
+    return pd.DataFrame({"threshold": thresholds, "model": tp - fp * odds,
+                         "treat_all": prevalence - (1 - prevalence) * odds, "treat_none": 0.0})
+
+
+def nri(label, p_old, p_new, cutoffs=None):
+    """Net reclassification improvement of ``p_new`` over ``p_old`` (Pencina et al. 2008 / 2011).
+
+    With ``cutoffs`` (risk category bounds, e.g. ``[0.28]``) it is the categorical NRI; without, the
+    category-free (continuous) NRI. Returns ``nri``, its ``events`` and ``nonevents`` parts, ``z`` and ``p``.
+    """
+    label, p_old = _binary_arrays(label, p_old)
+    _, p_new = _binary_arrays(label, p_new)
+    if cutoffs is None:
+        up, down = p_new > p_old, p_new < p_old
+    else:
+        old_cat = np.searchsorted(np.sort(cutoffs), p_old, side="right")
+        new_cat = np.searchsorted(np.sort(cutoffs), p_new, side="right")
+        up, down = new_cat > old_cat, new_cat < old_cat
+    events, nonevents = label, ~label
+    pu_e, pd_e = up[events].mean(), down[events].mean()
+    pu_n, pd_n = up[nonevents].mean(), down[nonevents].mean()
+    nri_events, nri_nonevents = pu_e - pd_e, pd_n - pu_n
+    se = np.sqrt((pu_e + pd_e) / events.sum() + (pu_n + pd_n) / nonevents.sum())
+    value = nri_events + nri_nonevents
+    z = value / se if se > 0 else 0.0
+    return {"nri": float(value), "events": float(nri_events), "nonevents": float(nri_nonevents), "z": float(z),
+            "p": float(2 * stats.norm.sf(abs(z)))}
+
+
+def idi(label, p_old, p_new):
+    """Integrated discrimination improvement (Pencina et al. 2008): the gain in mean predicted risk among
+    events minus that among non-events; returns ``idi``, ``z`` and ``p``."""
+    label, p_old = _binary_arrays(label, p_old)
+    _, p_new = _binary_arrays(label, p_new)
+    diff = p_new - p_old
+    events, nonevents = diff[label], diff[~label]
+    value = events.mean() - nonevents.mean()
+    se = np.sqrt(events.var(ddof=1) / len(events) + nonevents.var(ddof=1) / len(nonevents))
+    z = value / se if se > 0 else 0.0
+    return {"idi": float(value), "z": float(z), "p": float(2 * stats.norm.sf(abs(z)))}
+
+
+def calibration_binary(label, probability, groups=10):
+    """Predicted against observed risk by quantile group of predicted probability: ``(table, brier)``; table
+    columns ``group``, ``n``, ``predicted``, ``observed``."""
+    label, probability = _binary_arrays(label, probability)
+    groups = max(1, min(groups, len(label) // 5))
+    ranks = pd.qcut(pd.Series(probability).rank(method="first"), groups, labels=False).to_numpy()
+    table = pd.DataFrame({"group": ranks + 1, "p": probability, "y": label.astype(float)}).groupby("group").agg(
+        n=("y", "size"), predicted=("p", "mean"), observed=("y", "mean")).reset_index()
+    return table, float(np.mean((probability - label) ** 2))

@@ -121,3 +121,88 @@ def test_status_at_and_bad_input():
         M.kaplan_meier([1, 2], [1, 2])
     with pytest.raises(ValueError, match="no comparable pairs"):
         M.concordance_index([1, 2], [0.1, 0.2], [0, 0])
+
+
+def _brute_force_delong(label, scores):
+    """DeLong's covariance from its definition: psi over every positive-negative pair (O(m n))."""
+    label = np.asarray(label).astype(bool)
+    v10, v01 = [], []
+    for s in scores:
+        x, y = s[label], s[~label]
+        psi = (x[:, None] > y[None, :]) + 0.5 * (x[:, None] == y[None, :])
+        v10.append(psi.mean(1))
+        v01.append(psi.mean(0))
+    v10, v01 = np.array(v10), np.array(v01)
+    return v10.mean(1), np.cov(v10) / v10.shape[1] + np.cov(v01) / v01.shape[1]
+
+
+def test_delong_equals_its_definition_with_ties():
+    rng = np.random.default_rng(7)
+    label = rng.random(90) < 0.4
+    a = np.round(label * 0.8 + rng.normal(0, 1, 90), 1)  # rounded: many ties
+    b = np.round(label * 0.3 + 0.5 * a + rng.normal(0, 1, 90), 1)
+    aucs, covariance = M.delong_covariance(label, a, b)
+    expected_aucs, expected_cov = _brute_force_delong(label, [a, b])
+    np.testing.assert_allclose(aucs, expected_aucs, atol=1e-12)
+    np.testing.assert_allclose(covariance, expected_cov, atol=1e-12)
+    assert aucs[0] == pytest.approx(M.roc_auc(label, a))
+    test = M.delong_test(label, a, b)
+    z = (expected_aucs[0] - expected_aucs[1]) / np.sqrt(expected_cov[0, 0] + expected_cov[1, 1] - 2 * expected_cov[0, 1])
+    assert test["z"] == pytest.approx(z, rel=1e-12)
+    assert M.delong_test(label, a, a)["p"] == 1.0
+
+
+def test_auc_confidence_intervals():
+    rng = np.random.default_rng(8)
+    label = rng.random(200) < 0.3
+    score = label + rng.normal(0, 1, 200)
+    auc, lower, upper = M.roc_auc_ci(label, score)
+    b_auc, b_lower, b_upper = M.roc_auc_ci(label, score, method="bootstrap", n_bootstrap=400)
+    assert auc == pytest.approx(b_auc, abs=1e-12) and lower < auc < upper and b_lower < auc < b_upper
+    assert abs((upper - lower) - (b_upper - b_lower)) < 0.05  # both about 2 x 1.96 x SE wide
+
+
+def test_threshold_summary():
+    out = M.threshold_summary([1, 1, 1, 0, 0, 0, 0], [0.9, 0.5, 0.2, 0.6, 0.1, 0.2, 0.27], 0.28)
+    assert (out["tp"], out["fn"], out["fp"], out["tn"]) == (2, 1, 1, 3)
+    assert out["sensitivity"] == pytest.approx(2 / 3) and out["specificity"] == pytest.approx(3 / 4)
+    assert out["ppv"] == pytest.approx(2 / 3) and out["npv"] == pytest.approx(3 / 4)
+    assert out["accuracy"] == pytest.approx(5 / 7)
+
+
+def test_net_benefit_equals_dcurves():
+    dcurves = pytest.importorskip("dcurves")
+    import os
+    import pandas as pd
+    data = pd.read_csv(os.path.join(dcurves.data, "df_binary.csv"))
+    thresholds = np.round(np.arange(0.01, 0.60, 0.01), 2)
+    theirs = dcurves.dca(data=data, outcome="cancer", modelnames=["cancerpredmarker"], thresholds=thresholds)
+    ours = M.net_benefit(data["cancer"].astype(int), data["cancerpredmarker"], thresholds)
+    for column, model in (("model", "cancerpredmarker"), ("treat_all", "all"), ("treat_none", "none")):
+        expected = theirs[theirs["model"] == model].sort_values("threshold")["net_benefit"].to_numpy()
+        np.testing.assert_allclose(ours[column], expected, atol=1e-12)
+
+
+def test_nri_and_idi_by_hand():
+    label = np.array([1, 1, 1, 1, 0, 0, 0, 0, 0, 0])
+    old = np.array([0.2, 0.3, 0.5, 0.6, 0.1, 0.2, 0.3, 0.4, 0.35, 0.2])
+    new = np.array([0.4, 0.25, 0.5, 0.7, 0.05, 0.3, 0.2, 0.3, 0.35, 0.1])
+    continuous = M.nri(label, old, new)
+    # events: up 2 (0.2->0.4, 0.6->0.7), down 1 -> +1/4; non-events: down 4, up 1 -> +3/6
+    assert continuous["events"] == pytest.approx(0.25) and continuous["nonevents"] == pytest.approx(0.5)
+    assert continuous["nri"] == pytest.approx(0.75)
+    categorical = M.nri(label, old, new, cutoffs=[0.28])
+    # events: 0.2->0.4 up, 0.3->0.25 down -> 0; non-events: 0.2->0.3 up, 0.3->0.2 down, 0.4->0.3 same -> 0
+    assert categorical["nri"] == pytest.approx(0.0)
+    result = M.idi(label, old, new)
+    expected = (new - old)[label == 1].mean() - (new - old)[label == 0].mean()
+    assert result["idi"] == pytest.approx(expected) and 0 < result["p"] <= 1
+
+
+def test_binary_calibration():
+    rng = np.random.default_rng(9)
+    p = rng.uniform(0.05, 0.95, 5000)
+    y = (rng.random(5000) < p).astype(int)
+    table, brier = M.calibration_binary(y, p, groups=10)
+    assert np.max(np.abs(table["predicted"] - table["observed"])) < 0.06 and table["n"].sum() == 5000
+    assert brier == pytest.approx(np.mean((p - y) ** 2))
