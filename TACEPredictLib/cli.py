@@ -85,8 +85,8 @@ def cmd_demo(args):
     from .deep import imagenet_checkpoint_cached
     weights = "imagenet" if all(imagenet_checkpoint_cached(b) for b in DEMO_BACKBONES) else "random"
     features = os.path.join(args.out, "features")
-    # Offline the backbones are untrained; their features of a 224 x 224 centre patch (seed 000's sampler) then
-    # mostly average the liver around the tumour (docs/validation.md), so the demo samples inside the tumour.
+    # Offline the backbones are untrained: averaged over a 224 x 224 centre patch (seed 000's sampler), of which
+    # the tumour fills a small part, their features describe mostly the liver, so the demo samples inside it.
     sampling = "centre" if weights == "imagenet" else "inside"
     print(f"feature extraction: radiomics, DenseNet121 and ResNet50 ({weights} weights, {sampling} patches) of "
           "the arterial and portal phases")
