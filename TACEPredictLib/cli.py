@@ -97,6 +97,10 @@ def cmd_demo(args):
         quiet=False))
     if args.models:
         status |= _demo_survival(manifest, features, os.path.join(args.out, "survival"), args.seed)
+        print("aggressive progression: the published clinical-semantic score (no training) on every demo case")
+        status |= cmd_evaluate(argparse.Namespace(
+            task="aggressive-pd", model="clinical-semantic", manifest=manifest, features=None, bootstrap=1000,
+            seed=args.seed, out=os.path.join(args.out, "aggressive_pd", "clinical-semantic")))
     if args.hcc_tace_seg:
         imported = os.path.join(args.out, "hcc_tace_seg_manifest.csv")
         status |= cmd_import(argparse.Namespace(clinical=args.hcc_tace_seg, out=imported))
@@ -184,12 +188,30 @@ def cmd_train(args):
     return 0
 
 
-def cmd_evaluate(args):
+def _model_for(args):
+    """A bundle folder, or a built-in published model named with --task."""
     from . import models
-    from .report import evaluate_survival
+    from .aggressive import BUILT_IN_MODELS
+    built_in = BUILT_IN_MODELS.get((args.task, args.model))
+    if built_in is not None and not os.path.isdir(args.model):
+        model = built_in()
+        return model, model.provenance
     model, info = models.load(args.model)
+    return model, info["provenance"]
+
+
+def cmd_evaluate(args):
+    from .report import evaluate_binary, evaluate_survival
+    model, provenance = _model_for(args)
     print(RESEARCH_USE_NOTICE)
-    print(info["provenance"])
+    print(provenance)
+    if model.task == "aggressive-pd":
+        result, _ = evaluate_binary(model, _cohort(args), "aggressive_pd", args.out, n_bootstrap=args.bootstrap,
+                                    seed=args.seed)
+        print(f"AUC {result['auc']:.3f} (DeLong 95% CI {result['auc_delong_lower']:.3f}-"
+              f"{result['auc_delong_upper']:.3f}); at the cut-off {result['cutoff']:g}: sensitivity "
+              f"{result['sensitivity']:.3f}, specificity {result['specificity']:.3f}; report in {args.out}")
+        return 0
     result, _ = evaluate_survival(model, _cohort(args), args.out, n_bootstrap=args.bootstrap, seed=args.seed)
     print(f"C-index {result['c_index']:.3f} (95% CI {result['c_index_lower']:.3f}-{result['c_index_upper']:.3f}), "
           + ", ".join(f"AUC {y}y {result[f'auc_{y}y']:.3f}" for y in (1, 2, 3))
@@ -198,15 +220,7 @@ def cmd_evaluate(args):
 
 
 def cmd_predict(args):
-    from . import models
-    from .aggressive import BUILT_IN_MODELS
-    built_in = BUILT_IN_MODELS.get((args.task, args.model))
-    if built_in is not None and not os.path.isdir(args.model):
-        model = built_in()  # a published model with fixed coefficients: no bundle
-        provenance = model.provenance
-    else:
-        model, info = models.load(args.model)
-        provenance = info["provenance"]
+    model, provenance = _model_for(args)
     predictions = model.predict(_cohort(args))
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     predictions.to_csv(args.out, index=False)
@@ -298,7 +312,8 @@ def build_parser():
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="metrics and figures of a model on a labelled manifest")
-    p.add_argument("--model", required=True, help="model bundle folder")
+    p.add_argument("--model", required=True, help="model bundle folder, or a built-in model with --task")
+    p.add_argument("--task", default=None, help="with a built-in model: its task (aggressive-pd)")
     p.add_argument("--manifest", required=True)
     p.add_argument("--features", default=None)
     p.add_argument("--out", required=True, help="report folder")

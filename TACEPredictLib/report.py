@@ -20,6 +20,15 @@ def _pyplot():
     return plt
 
 
+def report_notice(model, data):
+    """The model's notice, plus the synthetic-data notice when the evaluated cohort is the demo cohort."""
+    from . import SYNTHETIC_DATA_NOTICE
+    notice = model.notice
+    if data.synthetic and SYNTHETIC_DATA_NOTICE not in notice:
+        notice += " Evaluated on a " + SYNTHETIC_DATA_NOTICE
+    return notice
+
+
 def _footer(fig, notice):
     fig.text(0.01, 0.005, notice, fontsize=6, color="0.35", ha="left", va="bottom", wrap=True)
 
@@ -63,18 +72,19 @@ def evaluate_survival(model, data, out_dir, n_bootstrap=1000, seed=0, train_data
                                          horizon * DAYS_PER_YEAR)
     result["calibration_horizon_years"] = horizon
     result["calibration_rmse"] = rmse
+    notice = report_notice(model, data)
 
     predictions.assign(os_days=time, os_event=event).to_csv(os.path.join(out_dir, "predictions.csv"), index=False)
     calibration.to_csv(os.path.join(out_dir, "calibration.csv"), index=False)
     with open(os.path.join(out_dir, "metrics.json"), "w", encoding="utf-8") as handle:
-        json.dump({"model": model.label, "provenance": model.provenance, "notice": model.notice,
+        json.dump({"model": model.label, "provenance": model.provenance, "notice": notice,
                    "evaluated_on": data.manifest_path, "metrics": result}, handle, indent=1)
     pd.DataFrame([{"metric": k, "value": v} for k, v in result.items()]).to_csv(
         os.path.join(out_dir, "metrics.csv"), index=False)
     plot_kaplan_meier(time, event, groups, os.path.join(out_dir, "kaplan_meier.png"),
-                      title=f"{model.label}: risk groups", notice=model.notice, p=result.get("logrank_p"))
-    plot_calibration(calibration, horizon, os.path.join(out_dir, "calibration.png"), model.label, model.notice)
-    plot_time_auc(result, os.path.join(out_dir, "time_dependent_auc.png"), model.label, model.notice)
+                      title=f"{model.label}: risk groups", notice=notice, p=result.get("logrank_p"))
+    plot_calibration(calibration, horizon, os.path.join(out_dir, "calibration.png"), model.label, notice)
+    plot_time_auc(result, os.path.join(out_dir, "time_dependent_auc.png"), model.label, notice)
     return result, predictions
 
 
@@ -196,3 +206,90 @@ def plot_nomogram(model, path, notice):
     fig.tight_layout(rect=(0, 0.04, 1, 1))
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+DECISION_THRESHOLDS = np.round(np.arange(0.01, 1.0, 0.01), 2)
+
+
+def binary_metrics(label, probability, cutoff, n_bootstrap=1000, seed=0):
+    """AUC with DeLong and bootstrap 95% CIs, the cut-off summary and the Brier score, as one flat dict."""
+    auc, lower, upper = M.roc_auc_ci(label, probability)
+    _, b_lower, b_upper = M.roc_auc_ci(label, probability, method="bootstrap", n_bootstrap=n_bootstrap, seed=seed)
+    out = {"cases": int(len(label)), "positives": int(np.sum(label)), "auc": auc, "auc_delong_lower": lower,
+           "auc_delong_upper": upper, "auc_bootstrap_lower": b_lower, "auc_bootstrap_upper": b_upper}
+    out.update({k: v for k, v in M.threshold_summary(label, probability, cutoff).items()})
+    out["brier"] = float(np.mean((np.asarray(probability) - np.asarray(label)) ** 2))
+    return out
+
+
+def evaluate_binary(model, data, label_column, out_dir, n_bootstrap=1000, seed=0):
+    """Predict ``data`` with a probability model (``predict`` -> ``probability``, ``cutoff``) and compare with
+    the 0 / 1 column ``label_column``: metrics, ROC, calibration and decision-curve tables and figures."""
+    import warnings
+
+    from .covariates import InputWarning
+    from . import InputError
+    os.makedirs(out_dir, exist_ok=True)
+    if label_column not in data.table.columns:
+        raise InputError(f"the manifest has no '{label_column}' column to evaluate against", column=label_column,
+                         fix=f"add '{label_column}' (0 / 1)")
+    labelled = data.table[label_column].notna()
+    if not labelled.all():
+        warnings.warn(f"{(~labelled).sum()} case(s) without '{label_column}' left out of the evaluation: "
+                      + ", ".join(data.table.loc[~labelled, "case_id"].astype(str)[:8]), InputWarning, stacklevel=2)
+    data = data.subset(data.table[labelled])
+    label = data.table[label_column].astype(int).to_numpy()
+    predictions = model.predict(data)
+    probability = predictions["probability"].to_numpy()
+    result = binary_metrics(label, probability, model.cutoff, n_bootstrap, seed)
+    notice = report_notice(model, data)
+    calibration, _ = M.calibration_binary(label, probability, groups=5)
+    decision = M.net_benefit(label, probability, DECISION_THRESHOLDS)
+    predictions.assign(**{label_column: label}).to_csv(os.path.join(out_dir, "predictions.csv"), index=False)
+    calibration.to_csv(os.path.join(out_dir, "calibration.csv"), index=False)
+    decision.to_csv(os.path.join(out_dir, "decision_curve.csv"), index=False)
+    with open(os.path.join(out_dir, "metrics.json"), "w", encoding="utf-8") as handle:
+        json.dump({"model": model.label, "provenance": model.provenance, "notice": notice,
+                   "evaluated_on": data.manifest_path, "outcome": label_column, "metrics": result}, handle, indent=1)
+    pd.DataFrame([{"metric": k, "value": v} for k, v in result.items()]).to_csv(
+        os.path.join(out_dir, "metrics.csv"), index=False)
+    plt = _pyplot()
+    fpr, tpr, _ = M.roc_curve(label, probability)
+    fig, ax = plt.subplots(figsize=(4.8, 4.8))
+    ax.plot(fpr, tpr, label=f"AUC {result['auc']:.3f} ({result['auc_delong_lower']:.3f}-"
+                            f"{result['auc_delong_upper']:.3f})")
+    ax.plot([0, 1], [0, 1], color="0.6", linestyle="--")
+    ax.plot(1 - result["specificity"], result["sensitivity"], "o", label=f"cut-off {model.cutoff:g}")
+    ax.set_xlabel("1 - specificity")
+    ax.set_ylabel("sensitivity")
+    ax.set_title(f"{model.label}: ROC ({label_column})", fontsize=9)
+    ax.legend(loc="lower right")
+    _footer(fig, notice)
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
+    fig.savefig(os.path.join(out_dir, "roc.png"), dpi=120)
+    plt.close(fig)
+    fig, ax = plt.subplots(figsize=(4.8, 4.8))
+    ax.plot([0, 1], [0, 1], color="0.6", linestyle="--", label="ideal")
+    ax.plot(calibration["predicted"], calibration["observed"], "o-", label="groups")
+    ax.set_xlabel("predicted probability")
+    ax.set_ylabel("observed frequency")
+    ax.set_title(f"{model.label}: calibration", fontsize=9)
+    ax.legend(loc="upper left")
+    _footer(fig, notice)
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
+    fig.savefig(os.path.join(out_dir, "calibration.png"), dpi=120)
+    plt.close(fig)
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    ax.plot(decision["threshold"], decision["model"], label=model.label)
+    ax.plot(decision["threshold"], decision["treat_all"], label="treat all")
+    ax.plot(decision["threshold"], decision["treat_none"], label="treat none")
+    ax.set_ylim(-0.05, max(0.05, float(np.max(decision[["model", "treat_all"]].to_numpy())) * 1.1))
+    ax.set_xlabel("threshold probability")
+    ax.set_ylabel("net benefit")
+    ax.set_title("decision curve", fontsize=9)
+    ax.legend()
+    _footer(fig, notice)
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
+    fig.savefig(os.path.join(out_dir, "decision_curve.png"), dpi=120)
+    plt.close(fig)
+    return result, predictions

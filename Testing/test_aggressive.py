@@ -56,11 +56,16 @@ def test_cli_predicts_without_a_bundle_and_separates_the_demo_outcome(demo_cohor
     assert len(predictions) == 6 and set(predictions["risk_group"]) <= {"high", "low"}
 
 
-def test_model_cs_ranks_the_phantoms_latent_aggressive_progression_risk(tmp_path):
+@pytest.fixture(scope="module")
+def cohort40(tmp_path_factory):
+    from TACEPredictLib.phantom import generate_cohort
+    return generate_cohort(str(tmp_path_factory.mktemp("cs") / "cohort"), cases=40, seed=11, workers=2)
+
+
+def test_model_cs_ranks_the_phantoms_latent_aggressive_progression_risk(cohort40):
     """The phantom draws aggressive progression from the same factors plus image terms: Model_CS must rank its
     latent predictor well (a check of the coding, not a validation on patients)."""
-    from TACEPredictLib.phantom import generate_cohort
-    manifest = generate_cohort(str(tmp_path / "cohort"), cases=40, seed=11, workers=2)
+    manifest = cohort40
     data = CohortData(manifest)
     truth = pd.read_csv(os.path.join(os.path.dirname(manifest), "ground_truth.csv"))
     score = ClinicalSemanticScore().predict(data)["score"].to_numpy()
@@ -68,3 +73,23 @@ def test_model_cs_ranks_the_phantoms_latent_aggressive_progression_risk(tmp_path
     assert rho > 0.5
     label = (truth["lp_aggressive_pd"] > truth["lp_aggressive_pd"].median()).astype(int)
     assert roc_auc(label, score) > 0.7
+
+
+def test_evaluate_command_reports_discrimination_calibration_and_decision_curve(cohort40, tmp_path, capsys):
+    out = str(tmp_path / "report")
+    status = cli.main(["evaluate", "--task", "aggressive-pd", "--model", "clinical-semantic", "--manifest", cohort40,
+                       "--out", out, "--bootstrap", "100"])
+    text = capsys.readouterr().out
+    assert status == 0 and "AUC" in text and "published" in text
+    assert {"roc.png", "calibration.png", "decision_curve.png", "metrics.csv", "decision_curve.csv",
+            "predictions.csv"} <= set(os.listdir(out))
+    metrics = pd.read_csv(os.path.join(out, "metrics.csv")).set_index("metric")["value"]
+    label = pd.read_csv(os.path.join(out, "predictions.csv"))
+    assert metrics["cases"] == 40 and metrics["positives"] == label["aggressive_pd"].sum()
+    assert metrics["auc_delong_lower"] < metrics["auc"] < metrics["auc_delong_upper"]
+    assert metrics["cutoff"] == 0.28
+    decision = pd.read_csv(os.path.join(out, "decision_curve.csv"))
+    assert decision["treat_none"].eq(0).all() and decision["threshold"].between(0, 1).all()
+    import json
+    with open(os.path.join(out, "metrics.json")) as handle:
+        assert "SYNTHETIC DEMO COHORT" in json.load(handle)["notice"]  # evaluated on the demo cohort: it says so
