@@ -29,8 +29,12 @@ def report_notice(model, data):
     return notice
 
 
-def _footer(fig, notice):
+def _save(fig, path, notice, bottom=0.05):
+    """Every figure carries the notice at its foot."""
     fig.text(0.01, 0.005, notice, fontsize=6, color="0.35", ha="left", va="bottom", wrap=True)
+    fig.tight_layout(rect=(0, bottom, 1, 1))
+    fig.savefig(path, dpi=120)
+    _pyplot().close(fig)
 
 
 def survival_metrics(time, event, risk, surv, train_time=None, train_event=None, n_bootstrap=1000, seed=0):
@@ -104,10 +108,7 @@ def plot_kaplan_meier(time, event, groups, path, title, notice, p=None):
     ax.set_ylim(0, 1.02)
     ax.set_title(title + (f" (log-rank p = {p:.3g})" if p is not None else ""))
     ax.legend()
-    _footer(fig, notice)
-    fig.tight_layout(rect=(0, 0.04, 1, 1))
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _save(fig, path, notice, bottom=0.04)
 
 
 def plot_calibration(table, horizon, path, name, notice):
@@ -123,10 +124,7 @@ def plot_calibration(table, horizon, path, name, notice):
     ax.set_ylim(0, 1)
     ax.set_title(f"{name}: calibration at {horizon} years")
     ax.legend(loc="upper left")
-    _footer(fig, notice)
-    fig.tight_layout(rect=(0, 0.04, 1, 1))
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _save(fig, path, notice, bottom=0.04)
 
 
 def plot_time_auc(result, path, name, notice):
@@ -140,10 +138,7 @@ def plot_time_auc(result, path, name, notice):
     ax.set_xlabel("years")
     ax.set_ylabel("cumulative / dynamic AUC")
     ax.set_title(f"{name}: time-dependent AUC")
-    _footer(fig, notice)
-    fig.tight_layout(rect=(0, 0.05, 1, 1))
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _save(fig, path, notice)
 
 
 def plot_nomogram(model, path, notice):
@@ -202,10 +197,7 @@ def plot_nomogram(model, path, notice):
     ax.axis("off")
     variant = model.extra.get("variant")
     ax.set_title(f"Nomogram ({variant})" if variant else f"Nomogram of the {model.kind} model")
-    _footer(fig, notice)
-    fig.tight_layout(rect=(0, 0.04, 1, 1))
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _save(fig, path, notice, bottom=0.04)
 
 
 DECISION_THRESHOLDS = np.round(np.arange(0.01, 1.0, 0.01), 2)
@@ -264,10 +256,7 @@ def evaluate_binary(model, data, label_column, out_dir, n_bootstrap=1000, seed=0
     ax.set_ylabel("sensitivity")
     ax.set_title(f"{model.label}: ROC ({label_column})", fontsize=9)
     ax.legend(loc="lower right")
-    _footer(fig, notice)
-    fig.tight_layout(rect=(0, 0.05, 1, 1))
-    fig.savefig(os.path.join(out_dir, "roc.png"), dpi=120)
-    plt.close(fig)
+    _save(fig, os.path.join(out_dir, "roc.png"), notice)
     fig, ax = plt.subplots(figsize=(4.8, 4.8))
     ax.plot([0, 1], [0, 1], color="0.6", linestyle="--", label="ideal")
     ax.plot(calibration["predicted"], calibration["observed"], "o-", label="groups")
@@ -275,10 +264,7 @@ def evaluate_binary(model, data, label_column, out_dir, n_bootstrap=1000, seed=0
     ax.set_ylabel("observed frequency")
     ax.set_title(f"{model.label}: calibration", fontsize=9)
     ax.legend(loc="upper left")
-    _footer(fig, notice)
-    fig.tight_layout(rect=(0, 0.05, 1, 1))
-    fig.savefig(os.path.join(out_dir, "calibration.png"), dpi=120)
-    plt.close(fig)
+    _save(fig, os.path.join(out_dir, "calibration.png"), notice)
     fig, ax = plt.subplots(figsize=(5.5, 4))
     ax.plot(decision["threshold"], decision["model"], label=model.label)
     ax.plot(decision["threshold"], decision["treat_all"], label="treat all")
@@ -288,8 +274,5 @@ def evaluate_binary(model, data, label_column, out_dir, n_bootstrap=1000, seed=0
     ax.set_ylabel("net benefit")
     ax.set_title("decision curve", fontsize=9)
     ax.legend()
-    _footer(fig, notice)
-    fig.tight_layout(rect=(0, 0.05, 1, 1))
-    fig.savefig(os.path.join(out_dir, "decision_curve.png"), dpi=120)
-    plt.close(fig)
+    _save(fig, os.path.join(out_dir, "decision_curve.png"), notice)
     return result, predictions
