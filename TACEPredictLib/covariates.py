@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from . import InputError
-from .manifest import COLUMNS, read_manifest
+from .manifest import COLUMNS, is_synthetic, read_manifest
 
 MAX_MISSING_FRACTION = 0.3
 
@@ -246,7 +246,7 @@ class CohortData:
         self.features_dir = os.path.abspath(features_dir) if features_dir else None
         self._features = None
         self._icc = None
-        self.synthetic = os.path.isfile(os.path.join(os.path.dirname(self.manifest_path), "cohort.json"))
+        self.synthetic = is_synthetic(self.manifest_path)
 
     def subset(self, table):
         other = object.__new__(CohortData)

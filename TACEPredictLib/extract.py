@@ -25,7 +25,7 @@ import pandas as pd
 
 from . import RESEARCH_USE_NOTICE, SYNTHETIC_DATA_NOTICE, InputError, __version__
 from .imageio import sha256_file
-from .manifest import Manifest, read_manifest
+from .manifest import Manifest, is_synthetic, read_manifest
 
 FEATURE_COLUMNS = ["case_id", "phase", "reader", "family", "feature", "value", "weights"]
 FAILURE_COLUMNS = ["case_id", "column", "error", "fix"]
@@ -376,7 +376,7 @@ def _assemble(manifest, manifest_path, out_dir, settings, tasks, failures, compu
                   lambda p: pd.DataFrame(registration).to_csv(p, index=False))
 
     warnings = [p["warning"] for p in provenance.values() if p.get("warning")]
-    synthetic = os.path.isfile(os.path.join(os.path.dirname(os.path.abspath(manifest_path)), "cohort.json"))
+    synthetic = is_synthetic(manifest_path)
     summary = {
         "notice": RESEARCH_USE_NOTICE,
         "data": SYNTHETIC_DATA_NOTICE if synthetic else f"manifest {os.path.abspath(manifest_path)}",

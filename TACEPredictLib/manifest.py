@@ -286,6 +286,11 @@ class Manifest:
         return match.iloc[0]
 
 
+def is_synthetic(manifest_path):
+    """True for a manifest of the synthetic demo cohort (``tacepredict phantom`` writes cohort.json beside it)."""
+    return os.path.isfile(os.path.join(os.path.dirname(os.path.abspath(manifest_path)), "cohort.json"))
+
+
 def _read_csv(path):
     if not os.path.isfile(path):
         raise InputError(f"manifest not found: {path}", fix="give the path of the cohort manifest CSV")
