@@ -78,8 +78,12 @@ def select_dtype(device, request="auto"):
     return torch.float32
 
 
+RANDOM_INIT_SEED = 0  # untrained ("random") weights are the same in every process and every run
+
+
 def build_backbone(name="densenet121", spatial_dims=2, in_channels=3):
-    """A MONAI backbone whose forward returns the global-average-pooled feature vector."""
+    """A MONAI backbone whose forward returns the global-average-pooled feature vector. Its initial weights are
+    drawn from a fixed seed, so that untrained features are reproducible (the global RNG is left untouched)."""
     torch = _torch()
     from monai.networks.nets import DenseNet121, ResNet
 
@@ -110,7 +114,9 @@ def build_backbone(name="densenet121", spatial_dims=2, in_channels=3):
                 return torch.flatten(pool(x, 1), 1)
             return self.net(x)
 
-    return FeatureBackbone()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(RANDOM_INIT_SEED)
+        return FeatureBackbone()
 
 
 def convert_torchvision_state_dict(name, state):
@@ -191,7 +197,7 @@ def load_weights(model, weights):
     """
     if weights in (None, "", "random"):
         warnings.warn(RANDOM_WEIGHTS_WARNING, stacklevel=2)
-        return {"weights": "random", "sha256": "", "warning": RANDOM_WEIGHTS_WARNING}
+        return {"weights": "random", "sha256": "", "warning": RANDOM_WEIGHTS_WARNING, "seed": RANDOM_INIT_SEED}
     if weights == "imagenet":
         if model.spatial_dims != 2:
             raise InputError("ImageNet weights exist only for 2D backbones", column="weights",

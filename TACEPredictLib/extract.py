@@ -59,6 +59,9 @@ class ExtractionSettings:
             data["radiomics_params"] = sha256_file(params or DEFAULT_PARAMS)
         if self.weights not in ("imagenet", "random") and self.deep:
             data["weights"] = sha256_file(self.weights)
+        if self.weights == "random" and self.deep:
+            from .deep import RANDOM_INIT_SEED
+            data["random_init_seed"] = RANDOM_INIT_SEED  # earlier untrained features were not seeded: recompute
         data["version"] = __version__
         return data
 

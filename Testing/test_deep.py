@@ -180,3 +180,18 @@ def test_3d_backbone_on_a_lesion_cube():
     assert extractor.features(cube[None]).shape == (1, 1024)
     with pytest.raises(InputError, match="only for 2D"):
         deep.load_weights(deep.build_backbone("densenet121", spatial_dims=3), "imagenet")
+
+
+def test_untrained_weights_are_the_same_in_every_process_and_run():
+    import torch
+
+    from TACEPredictLib.deep import build_backbone
+    first = build_backbone("resnet50").state_dict()
+    torch.rand(1000)  # whatever the global RNG did before
+    torch.manual_seed(12345)
+    second = build_backbone("resnet50").state_dict()
+    after = torch.rand(1)
+    torch.manual_seed(12345)
+    assert torch.equal(after, torch.rand(1))  # building leaves the caller's RNG where it was
+    for key in ("net.conv1.weight", "net.layer4.2.conv3.weight"):
+        assert torch.equal(first[key], second[key])
