@@ -93,7 +93,7 @@ def cmd_demo(args):
     status |= cmd_extract(argparse.Namespace(
         manifest=manifest, out=features, phases="ct_ap,ct_pvp", register="rigid",
         no_radiomics=False, radiomics_params=None, deep=",".join(DEMO_BACKBONES), weights=weights,
-        sampling=sampling, device="auto", precision="auto", icc_cases=30, workers=args.workers, dask=None,
+        sampling=sampling, normalisation="zscore", device="auto", precision="auto", icc_cases=30, workers=args.workers, dask=None,
         quiet=False))
     if args.models:
         status |= _demo_survival(manifest, features, os.path.join(args.out, "survival"), args.seed)
@@ -135,7 +135,8 @@ def cmd_extract(args):
         phases=tuple(args.phases.split(",")), register=args.register, radiomics=not args.no_radiomics,
         radiomics_params=args.radiomics_params,
         deep=tuple(b for b in args.deep.split(",") if b and b != "none"), weights=args.weights,
-        sampling=args.sampling, device=args.device, precision=args.precision, icc_cases=args.icc_cases)
+        sampling=args.sampling, normalisation=args.normalisation, device=args.device, precision=args.precision,
+        icc_cases=args.icc_cases)
     print(RESEARCH_USE_NOTICE)
     start = time.monotonic()
     result = extract_cohort(args.manifest, args.out, settings, workers=args.workers, dask_address=args.dask,
@@ -269,6 +270,8 @@ def build_parser():
                    help="imagenet (downloaded once into the torch hub cache), random (warns), or a checkpoint file")
     p.add_argument("--sampling", choices=["centre", "inside"], default="centre",
                    help="centre: 224x224 patch on the largest slice; inside: patches inside the ROI")
+    p.add_argument("--normalisation", choices=["zscore", "window"], default="zscore",
+                   help="patch intensities: zscore per patch (seed 000), or the abdominal HU window (W400 L50)")
     p.add_argument("--device", default="auto", help="auto (cuda, mps, cpu), cpu, cuda, cuda:1, mps")
     p.add_argument("--precision", default="auto", choices=["auto", "float32", "float16", "bfloat16"])
     p.add_argument("--icc-cases", type=int, default=30,

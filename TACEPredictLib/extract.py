@@ -41,6 +41,7 @@ class ExtractionSettings:
     deep: tuple = ("densenet121",)           # backbones; empty for none
     weights: str = "imagenet"                # imagenet, random, or a checkpoint file
     sampling: str = "centre"                 # centre (largest slice, 224 px) or inside (patches inside the ROI)
+    normalisation: str = "zscore"            # zscore (per patch, seed 000) or window (abdominal HU window)
     device: str = "auto"
     precision: str = "auto"
     icc_cases: int = 30                      # cases that also get features of their other delineations
@@ -123,9 +124,16 @@ def _weights_label(provenance):
     return provenance["weights"] + (f" sha256:{provenance['sha256'][:12]}" if provenance["sha256"] else "")
 
 
-def deep_patches(volume, mask, sampling):
-    """The z-scored, three-channel patches a backbone sees for one phase: (N, 3, 224, 224)."""
-    from .preprocess import zscore
+NORMALISATIONS = ("zscore", "window")
+
+
+def deep_patches(volume, mask, sampling, normalisation="zscore"):
+    """The normalised, three-channel patches a backbone sees for one phase: (N, 3, 224, 224).
+
+    ``zscore`` standardises each patch (seed 000); ``window`` maps the abdominal HU window to unit-variance
+    values around zero, which keeps absolute attenuation (enhancement, necrosis) that a z-score removes.
+    """
+    from .preprocess import window, zscore
     from .sampling import centre_patch, inside_patches, to_three_channels
     if sampling == "centre":
         patches = [centre_patch(volume, mask)]
@@ -133,7 +141,14 @@ def deep_patches(volume, mask, sampling):
         patches = inside_patches(volume, mask)
     else:
         raise InputError(f"unknown sampling {sampling!r}", column="sampling", fix="use centre or inside")
-    return np.stack([to_three_channels(zscore(p.array)) for p in patches]), patches
+    if normalisation == "zscore":
+        normalised = [zscore(p.array) for p in patches]
+    elif normalisation == "window":
+        normalised = [(window(p.array) - 0.5) / 0.25 for p in patches]
+    else:
+        raise InputError(f"unknown normalisation {normalisation!r}", column="normalisation",
+                         fix="use " + " or ".join(NORMALISATIONS))
+    return np.stack([to_three_channels(a) for a in normalised]), patches
 
 
 def extract_case(manifest, row, settings, with_readers=False):
@@ -170,7 +185,7 @@ def extract_case(manifest, row, settings, with_readers=False):
             for backbone in settings.deep:
                 extractor = _deep_extractor(backbone, settings.weights, settings.device, settings.precision)
                 provenance[backbone] = extractor.provenance
-                patches, _ = deep_patches(volume, mask, settings.sampling)
+                patches, _ = deep_patches(volume, mask, settings.sampling, settings.normalisation)
                 vector = extractor.features(patches).mean(0)
                 label = _weights_label(extractor.provenance)
                 records += [(case.case_id, phase, reader, backbone, f"{backbone}_{i:04d}", float(v), label)
