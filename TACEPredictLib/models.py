@@ -88,6 +88,19 @@ def load(directory):
     return model, info
 
 
+def risk_group_km(time, event, risk, cutoff, years=5.0):
+    """Kaplan-Meier survival of the training cohort's low- and high-risk groups on a monthly grid (what a new
+    patient's predicted curve is shown against)."""
+    from . import metrics
+    grid = np.round(np.arange(0, years + 1e-9, 1 / 12), 4)
+    curves = {"years": grid.tolist()}
+    for group, members in (("low", risk <= cutoff), ("high", risk > cutoff)):
+        if members.any():
+            table = metrics.kaplan_meier(time[members], event[members])
+            curves[f"km_{group}_risk"] = np.atleast_1d(metrics.survival_at(table, grid * 365.25)).tolist()
+    return curves
+
+
 def train_bundle(task, kind, data, out_dir, seed=0, **options):
     """Train, measure the apparent (training) C-index, write the bundle (and a nomogram figure for Cox models
     on clinical covariates). Returns ``(model, info)``."""
@@ -95,9 +108,12 @@ def train_bundle(task, kind, data, out_dir, seed=0, **options):
     model, messages = train(task, kind, data, seed=seed, **options)
     labelled = data.subset(complete_outcome_rows(data.table, "os"))
     time, event = survival_outcome(labelled.table, "os")
-    apparent = metrics.concordance_index(time, model.risk_score(labelled), event)
+    risk = model.risk_score(labelled)
+    apparent = metrics.concordance_index(time, risk, event)
     info = save(model, out_dir, data, seed, settings={k: v for k, v in options.items() if v is not None},
-                metrics={"c_index_training_apparent": apparent}, input_warnings=messages)
+                metrics={"c_index_training_apparent": apparent,
+                         "risk_group_km": risk_group_km(time, event, risk, model.cutoff)},
+                input_warnings=messages)
     if kind in ("nomogram", "clinical-cox"):
         from .report import plot_nomogram
         plot_nomogram(model, os.path.join(out_dir, "nomogram.png"), model.notice)

@@ -1,0 +1,183 @@
+"""One patient's predictions from in-memory images and a clinical record.
+
+This is what the Slicer module's Apply and the headless cohort script run: the images (SimpleITK, one per
+phase) and the tumour mask are written into a one-case working folder with a one-row manifest, so that the
+patient goes through exactly the checks and preprocessing the training cohort went through. Features are
+extracted on demand, only the families the chosen models read, with the settings each model's bundle
+recorded.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time as clock
+
+import numpy as np
+import pandas as pd
+
+from . import InputError, RESEARCH_USE_NOTICE
+from .covariates import CohortData
+from .manifest import EXTRA_SEG_PATTERN, IMAGE_COLUMNS, read_manifest
+
+RESULT_COLUMNS = ["case_id", "task", "model", "score", "probability", "probability_of", "risk_group", "cutoff",
+                  "provenance", "notice", "error"]
+PROBABILITY_OF = {"aggressive-pd": "aggressive progression", "response": "objective response (CR+PR)",
+                  "mrecist": "objective response (CR+PR)"}
+CURVE_YEARS = np.round(np.arange(0, 5.01, 1 / 12), 4)  # the patient's survival curve, monthly to 5 years
+
+
+def write_case(folder, case_id, phases, mask, clinical=None):
+    """Write one patient as a one-row manifest in ``folder``; returns the manifest path.
+
+    ``phases``: {"ct_ap": image, "ct_pvp": image, ...} (SimpleITK images in HU); ``mask``: a SimpleITK image
+    (non-zero = tumour) on the grid of one of the phases; ``clinical``: {manifest column: value}.
+    """
+    import SimpleITK as sitk
+    os.makedirs(folder, exist_ok=True)
+    row = {"case_id": case_id}
+    for column, image in phases.items():
+        if column not in IMAGE_COLUMNS:
+            raise InputError(f"unknown phase '{column}'", case_id, column, "use " + ", ".join(IMAGE_COLUMNS))
+        if image is None:
+            continue
+        sitk.WriteImage(image, os.path.join(folder, f"{column}.nrrd"), useCompression=False)
+        row[column] = f"{column}.nrrd"
+    if not any(c in row for c in IMAGE_COLUMNS):
+        raise InputError("no CT volume given", case_id, "ct_ap", "choose at least the arterial-phase CT")
+    if mask is None:
+        raise InputError("no tumour segmentation given", case_id, "seg", "choose a segmentation and its segment")
+    binary = sitk.Cast(sitk.NotEqual(mask, 0), sitk.sitkUInt8)
+    if not sitk.GetArrayViewFromImage(binary).any():
+        raise InputError("the tumour segment is empty", case_id, "seg", "choose a segment that contains the tumour")
+    sitk.WriteImage(binary, os.path.join(folder, "seg.nrrd"), useCompression=True)
+    row["seg"] = "seg.nrrd"
+    for column, value in (clinical or {}).items():
+        if column in row or column in IMAGE_COLUMNS or column in ("seg", "seg_label") or \
+                EXTRA_SEG_PATTERN.match(column):
+            continue  # the images and the mask written above replace the record's own
+        row[column] = "" if value is None or (isinstance(value, float) and np.isnan(value)) else value
+    path = os.path.join(folder, "manifest.csv")
+    pd.DataFrame([row]).to_csv(path, index=False)
+    return path
+
+
+class PatientData(CohortData):
+    """A one-case cohort whose features are extracted when a model first asks for a family."""
+
+    def __init__(self, manifest_path, device="auto"):
+        super().__init__(manifest_path, features_dir=None)
+        self.manifest = read_manifest(manifest_path)
+        self.device = device
+        self._features = pd.DataFrame(columns=["case_id", "phase", "reader", "family", "feature", "value", "weights"])
+        self._icc = None
+        self._extracted = {}  # family -> extraction settings used
+        self.timings = {}
+
+    def _long_features(self):
+        return self._features
+
+    def extract(self, family, settings=None):
+        """Extract one family ("radiomics" or a backbone) with ``settings`` (a bundle's feature_extraction)."""
+        from .extract import ExtractionSettings, extract_case
+        settings = dict(settings or {})
+        if family in self._extracted:
+            if any(self._extracted[family].get(k) != v for k, v in settings.items() if k != "deep"):
+                raise InputError(f"two models need {family} features extracted with different settings",
+                                 self.case_ids[0], "model", "use models trained on the same extraction")
+            return
+        keep = {k: settings[k] for k in ("phases", "register", "radiomics_params", "weights", "sampling",
+                                         "normalisation") if settings.get(k) is not None}
+        if "phases" in keep:
+            keep["phases"] = tuple(keep["phases"])
+        deep = () if family == "radiomics" else (family,)
+        extraction = ExtractionSettings(radiomics=family == "radiomics", deep=deep, device=self.device, **keep)
+        available = [p for p in extraction.phases if p in self.manifest.phases]
+        if len(available) < len(extraction.phases):
+            missing = [p for p in extraction.phases if p not in available][0]
+            raise InputError(f"the model needs the {missing} phase", self.case_ids[0], missing,
+                             "choose that CT volume")
+        start = clock.perf_counter()
+        table, _, _ = extract_case(self.manifest, self.manifest.table.iloc[0], extraction)
+        self.timings[f"extract {family}"] = clock.perf_counter() - start
+        self._features = pd.concat([self._features, table], ignore_index=True) if len(self._features) else table
+        self._extracted[family] = settings
+
+    def features(self, phases, family, names=None, icc_filter=False):
+        if family not in self._extracted:
+            self.extract(family, self._settings_hint)
+        return super().features(phases, family, names=names, icc_filter=False)
+
+    _settings_hint = None
+
+    def feature_table(self):
+        """Extracted features, one row per feature and one column per phase."""
+        if not len(self._features):
+            return pd.DataFrame(columns=["family", "feature"])
+        wide = self._features.pivot_table(index=["family", "feature"], columns="phase", values="value",
+                                          aggfunc="first")
+        return wide.reset_index().rename_axis(columns=None)
+
+
+def _survival_rows(model, data):
+    predictions = model.predict(data)
+    row = predictions.iloc[0]
+    result = {"score": row["risk_score"], "probability": row["surv_3y"], "probability_of": "3-year survival",
+              "risk_group": row["risk_group"], "cutoff": row["cutoff"]}
+    days = CURVE_YEARS * 365.25
+    curve = np.asarray(model.survival_days(data, days))[0]
+    return result, pd.DataFrame({"years": CURVE_YEARS, "survival": curve})
+
+
+def predict_patient(manifest_path, bundles=(), builtin=(("aggressive-pd", "clinical-semantic"),), device="auto"):
+    """Every model in ``bundles`` (folders) and ``builtin`` on the one case of ``manifest_path``.
+
+    Returns a dict: ``results`` (one row per model, RESULT_COLUMNS; a model that cannot run gets its error in
+    ``error`` and the others still run), ``curves`` ({model label: survival curve table} for survival
+    models), ``km`` ({model label: training Kaplan-Meier by risk group} where the bundle has it),
+    ``features`` (wide feature table), ``timings`` (seconds per step), ``data`` (the PatientData), ``models``
+    ([(model, bundle info or None)]).
+    """
+    from . import models
+    from .aggressive import BUILT_IN_MODELS
+    data = PatientData(manifest_path, device=device)
+    case_id = data.case_ids[0]
+    rows, curves, km, loaded = [], {}, {}, []
+    for folder in bundles:
+        try:
+            model, info = models.load(folder)
+            loaded.append((model, info, folder))
+        except Exception as exc:  # noqa: BLE001 - one bad bundle must not stop the others
+            rows.append({"case_id": case_id, "model": os.path.basename(os.path.normpath(str(folder))),
+                         "error": f"{type(exc).__name__}: {exc}"})
+    for key in builtin:
+        loaded.append((BUILT_IN_MODELS[tuple(key)](), None, None))
+    for model, info, folder in loaded:
+        start = clock.perf_counter()
+        row = {"case_id": case_id, "task": model.task, "model": model.label, "provenance": model.provenance,
+               "notice": model.notice}
+        try:
+            data._settings_hint = (info or {}).get("training", {}).get("feature_extraction")
+            if model.task == "survival":
+                result, curve = _survival_rows(model, data)
+                row.update(result)
+                curves[model.label] = curve
+                if info and "risk_group_km" in info.get("metrics", {}):
+                    km[model.label] = pd.DataFrame(info["metrics"]["risk_group_km"])
+            else:
+                prediction = model.predict(data).iloc[0]
+                row.update({k: prediction[k] for k in ("score", "probability", "risk_group", "cutoff")},
+                           probability_of=PROBABILITY_OF.get(model.task, model.task))
+        except Exception as exc:  # noqa: BLE001 - recorded per model, the others still run
+            row["error"] = f"{type(exc).__name__}: {exc}"
+        data.timings[f"predict {model.label}"] = clock.perf_counter() - start
+        rows.append(row)
+    results = pd.DataFrame(rows).reindex(columns=RESULT_COLUMNS)
+    results["notice"] = results["notice"].fillna(RESEARCH_USE_NOTICE)
+    results["error"] = results["error"].fillna("")
+    return {"results": results, "curves": curves, "km": km, "features": data.feature_table(),
+            "timings": data.timings, "data": data, "models": [(m, i) for m, i, _ in loaded]}
+
+
+def new_work_folder(prefix="tacepredict_case_"):
+    return tempfile.mkdtemp(prefix=prefix)
