@@ -72,6 +72,10 @@ COLUMNS = {c.name: c for c in [
            high=36500),
 ]}
 
+# The patient record a clinician fills in (the Slicer module's clinical form): every column between the images
+# and the outcomes.
+CLINICAL_COLUMNS = tuple(name for name in list(COLUMNS)[list(COLUMNS).index("age"):list(COLUMNS).index("os_days")])
+
 # Time / event pairs: one without the other is an error.
 OUTCOME_PAIRS = (("os_days", "os_event"), ("ttp_days", "progression_event"),
                  ("aggressive_pd_days", "aggressive_pd"))

@@ -420,3 +420,101 @@ def save_scene(scene, folder, name):
     if not scene.Commit(path):
         raise OSError(f"could not write the scene {path}")
     return path
+
+
+def run_cohort(manifest_path, bundles, out_dir, cases=None, device="auto", heatmaps=True, log=print):
+    """The headless batch: every case of a manifest loaded into its own scene, predicted with ``run_case``,
+    saved as ``<out_dir>/<case>/<case>.mrml`` (openable in Slicer), and one cohort table
+    ``cohort_results.csv``. A case that fails is recorded in ``failures.csv`` and the others carry on.
+    Returns ``(results, failures)``."""
+    import os
+    import traceback
+
+    import slicer
+
+    from .manifest import read_manifest
+    manifest = read_manifest(manifest_path)
+    os.makedirs(out_dir, exist_ok=True)
+    results, failures = [], []
+    for case_id in cases or manifest.case_ids:
+        scene = slicer.vtkMRMLScene()
+        try:
+            nodes = load_case_nodes(scene, manifest, case_id)
+            seg = nodes["seg"]
+            is_segmentation = seg.IsA("vtkMRMLSegmentationNode")
+            phases = {column: nodes[column] for column in manifest.phases if column in nodes}
+            out = run_case(scene, phases, segmentation=seg if is_segmentation else None,
+                           segment_id=nodes["segment"], labelmap=None if is_segmentation else seg,
+                           label=nodes["segment"], clinical=manifest.row(case_id).to_dict(), bundles=bundles,
+                           case_id=case_id, heatmaps=heatmaps, device=device)
+            scene_path = save_scene(scene, os.path.join(out_dir, case_id), case_id)
+            results.append(out["results"].assign(scene=os.path.relpath(scene_path, out_dir)))
+            errors = out["results"]["error"].astype(bool).sum()
+            log(f"{case_id}: {len(out['results'])} model(s), {errors} failed, {out['timings']['total']:.1f} s")
+        except Exception as exc:  # noqa: BLE001 - recorded per case; the cohort carries on
+            error = str(exc)
+            failures.append({"case_id": case_id, "column": getattr(exc, "column", ""),
+                             "error": f"{type(exc).__name__}: {error}", "fix": getattr(exc, "fix", ""),
+                             "traceback": traceback.format_exc(limit=3)})
+            log(f"{case_id}: FAILED - {error}")
+        finally:
+            scene.Clear(1)
+    table = pd.concat(results, ignore_index=True) if results else pd.DataFrame(columns=["case_id"])
+    table.to_csv(os.path.join(out_dir, "cohort_results.csv"), index=False)
+    failed = pd.DataFrame(failures, columns=["case_id", "column", "error", "fix", "traceback"])
+    failed.to_csv(os.path.join(out_dir, "failures.csv"), index=False)
+    return table, failed
+
+
+def report_to_scene(scene, report_dir, name):
+    """An ``evaluate`` report folder as scene content: the metrics table, a Kaplan-Meier chart by risk group
+    (survival) or a ROC chart (binary tasks), and the calibration chart. Returns {name: node}."""
+    import os
+
+    from . import metrics as M
+    nodes = {}
+    path = os.path.join(report_dir, "metrics.csv")
+    if not os.path.isfile(path):
+        raise InputError(f"no metrics.csv in {report_dir}", column="report", fix="run evaluate first")
+    nodes["metrics"] = dataframe_to_table(pd.read_csv(path), scene, "", _node(scene, "vtkMRMLTableNode",
+                                                                               f"{name} metrics"))
+    predictions = pd.read_csv(os.path.join(report_dir, "predictions.csv"))
+    if "os_days" in predictions:
+        from .patient import CURVE_YEARS
+        curves = pd.DataFrame({"years": CURVE_YEARS})
+        for group in ("low", "high"):
+            members = predictions["risk_group"] == group
+            if members.any():
+                km = M.kaplan_meier(predictions.loc[members, "os_days"], predictions.loc[members, "os_event"])
+                curves[f"{group} risk (n={int(members.sum())})"] = np.atleast_1d(
+                    M.survival_at(km, CURVE_YEARS * 365.25))
+        nodes["curve_table"] = dataframe_to_table(curves, scene, "", _node(scene, "vtkMRMLTableNode",
+                                                                           f"{name} Kaplan-Meier"))
+        nodes["curve_chart"] = plot_chart(scene, f"{name} Kaplan-Meier", nodes["curve_table"], "years",
+                                          list(curves.columns[1:]), title=f"{name}: Kaplan-Meier by risk group",
+                                          x_label="years", y_label="overall survival",
+                                          chart=_node(scene, "vtkMRMLPlotChartNode", f"{name} Kaplan-Meier"))
+    else:
+        label = [c for c in predictions.columns if c not in ("case_id", "task", "model", "score", "probability",
+                                                             "risk_group", "cutoff", "provenance", "notice")][0]
+        fpr, tpr, _ = M.roc_curve(predictions[label].to_numpy(), predictions["probability"].to_numpy())
+        auc = M.roc_auc(predictions[label].to_numpy(), predictions["probability"].to_numpy())
+        curves = pd.DataFrame({"false positive rate": fpr, f"AUC {auc:.3f}": tpr, "chance": fpr})
+        nodes["curve_table"] = dataframe_to_table(curves, scene, "", _node(scene, "vtkMRMLTableNode", f"{name} ROC"))
+        nodes["curve_chart"] = plot_chart(scene, f"{name} ROC", nodes["curve_table"], "false positive rate",
+                                          list(curves.columns[1:]), title=f"{name}: ROC ({label})",
+                                          y_label="true positive rate",
+                                          chart=_node(scene, "vtkMRMLPlotChartNode", f"{name} ROC"))
+    path = os.path.join(report_dir, "calibration.csv")
+    if os.path.isfile(path):
+        calibration = pd.read_csv(path)
+        table = pd.DataFrame({"predicted": calibration["predicted"], "observed": calibration["observed"],
+                              "ideal": calibration["predicted"]})
+        nodes["calibration_table"] = dataframe_to_table(table, scene, "", _node(scene, "vtkMRMLTableNode",
+                                                                                f"{name} calibration"))
+        nodes["calibration_chart"] = plot_chart(scene, f"{name} calibration", nodes["calibration_table"],
+                                                "predicted", ["observed", "ideal"], title=f"{name}: calibration",
+                                                y_label="observed",
+                                                chart=_node(scene, "vtkMRMLPlotChartNode", f"{name} calibration"))
+    show_table_and_chart(scene, nodes["metrics"], nodes["curve_chart"])
+    return nodes

@@ -204,3 +204,36 @@ def test_a_failing_model_is_reported_and_the_others_still_run(demo_cohort, signa
     with pytest.raises(InputError, match="segmentation"):
         mrml.run_case(scene, {"ct_ap": nodes["ct_ap"]}, case_id="demo_0002")
     assert os.path.isdir(tmp_path)
+
+
+def test_headless_batch_script_saves_a_scene_per_case_and_records_failures(demo_cohort, signature_bundle,
+                                                                           tmp_path):
+    import subprocess
+    import sys
+    bundle, _, _ = signature_bundle
+    table = pd.read_csv(demo_cohort, dtype=str)
+    table["ct_ap"] = [os.path.join(os.path.dirname(demo_cohort), p) for p in table["ct_ap"]]
+    for column in ("ct_pvp", "ct_dp", "seg", "seg_r2"):
+        table[column] = [os.path.join(os.path.dirname(demo_cohort), p) if isinstance(p, str) else p
+                         for p in table[column]]
+    table.loc[table["case_id"] == "demo_0003", "ct_pvp"] = str(tmp_path / "missing.nrrd")
+    manifest = tmp_path / "manifest.csv"
+    table.to_csv(manifest, index=False)
+    script = os.path.join(os.path.dirname(__file__), "..", "scripts", "slicer_batch.py")
+    out = tmp_path / "batch"
+    done = subprocess.run([sys.executable, script, "--manifest", str(manifest), "--bundle", bundle, "--out",
+                           str(out), "--cases", "demo_0002,demo_0003", "--device", "cpu"],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 1, done.stderr[-2000:]  # one case failed
+    failures = pd.read_csv(out / "failures.csv")
+    assert failures["case_id"].tolist() == ["demo_0003"]
+    assert "missing.nrrd" in failures["error"][0] and failures["column"][0] == "ct_pvp"
+    results = pd.read_csv(out / "cohort_results.csv")
+    assert set(results["case_id"]) == {"demo_0002"} and set(results["task"]) == {"survival", "aggressive-pd"}
+    reopened = slicer.vtkMRMLScene()
+    reopened.SetURL(str(out / "demo_0002" / "demo_0002.mrml"))
+    assert reopened.Connect() == 1
+    heat = [reopened.GetNthNode(i) for i in range(reopened.GetNumberOfNodes())
+            if "Grad-CAM" in (reopened.GetNthNode(i).GetName() or "")]
+    assert len(heat) == 2 and heat[0].GetImageData().GetDimensions() == \
+        reopened.GetFirstNodeByName("demo_0002_ct_ap").GetImageData().GetDimensions()
