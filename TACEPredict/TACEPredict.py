@@ -48,11 +48,12 @@ def requirements():
 
 
 def missingRequirements():
-    """Distribution names that cannot be imported in Slicer's Python yet."""
+    """Required distributions that cannot be imported in Slicer's Python yet. pyradiomics is optional: it is
+    tried at the first install, and its absence alone does not ask again."""
     import importlib.util
     import re
     names = [re.split(r"[<>=!~\[ ]", requirement)[0] for requirement in requirements()]
-    return [name for name in names if importlib.util.find_spec(name) is None]
+    return [name for name in names if name.lower() != "pyradiomics" and importlib.util.find_spec(name) is None]
 
 
 @parameterNodeWrapper
@@ -421,7 +422,7 @@ class TACEPredictWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.process.start(command[0], command[1:])
 
     def onJobOutput(self):
-        text = bytes(self.process.readAll()).decode("utf-8", "replace")
+        text = self.process.readAll().data().decode("utf-8", "replace")
         self.output.appendPlainText(text.rstrip())
         done = self.logic.progressFromOutput(text)
         if done is not None:
@@ -457,11 +458,13 @@ class TACEPredictLogic(ScriptedLoadableModuleLogic):
     def installRequirements(self):
         """Install what is missing; returns notes for the user (e.g. pyradiomics not installable)."""
         wanted = requirements()
-        optional = [r for r in wanted if r.lower().startswith("pyradiomics")]
+        import importlib.util
+        optional = [r for r in wanted if r.lower().startswith("pyradiomics")
+                    and importlib.util.find_spec("radiomics") is None]
         packaging = getattr(slicer, "packaging", None)
         install = packaging.pip_ensure if packaging is not None and hasattr(packaging, "pip_ensure") else \
             slicer.util.pip_install  # pip_ensure: Slicer 5.12+
-        install([r for r in wanted if r not in optional])
+        install([r for r in wanted if not r.lower().startswith("pyradiomics")])
         notes = []
         for requirement in optional:
             try:  # pyradiomics often fails to build on Slicer's Python 3.12: everything else still works
@@ -521,7 +524,10 @@ class TACEPredictLogic(ScriptedLoadableModuleLogic):
         manifest = self._path(manifestPath, "cohort manifest (CSV)")
         out = self._path(outFolder, "output folder")
         python = shutil.which("PythonSlicer") or sys.executable
-        base = [python, "-m", "TACEPredictLib.cli"]
+        # TACEPredictLib sits next to this module, which is not on PythonSlicer's own path
+        here = os.path.dirname(os.path.abspath(__file__))
+        base = [python, "-c", f"import sys; sys.path.insert(0, {here!r}); from TACEPredictLib.cli import main; "
+                "sys.exit(main())"]
         device = ["--device", "cpu"] if forceCpu else []
         features = os.path.join(out, "features")
         if action == "extract":
