@@ -349,6 +349,10 @@ class TACEPredictWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 segmentation=p.segmentation, segmentId=p.segmentId or None, labelmap=p.labelmap,
                 clinical=self.clinicalValues(), bundleFolder=folder, caseId=p.caseId or "patient",
                 forceCpu=p.forceCpu, heatmaps=p.heatmaps)
+            heat = [node for name, node in out["nodes"].items() if name.startswith("heatmap")]
+            if heat:  # the first heat map over the arterial CT
+                slicer.util.setSliceViewerLayers(background=p.arterialVolume, foreground=heat[0],
+                                                 foregroundOpacity=0.4)
             results = out["results"]
             lines = [f"{r.task} / {r.model}: score {r.score:.3f}, {r.probability_of} {r.probability:.3f}, "
                      f"{r.risk_group} risk (cut-off {r.cutoff:.3f})" if not r.error else

@@ -86,14 +86,16 @@ def cmd_demo(args):
     weights = "imagenet" if all(imagenet_checkpoint_cached(b) for b in DEMO_BACKBONES) else "random"
     features = os.path.join(args.out, "features")
     # Offline the backbones are untrained: averaged over a 224 x 224 centre patch (seed 000's sampler), of which
-    # the tumour fills a small part, their features describe mostly the liver, so the demo samples inside it.
-    sampling = "centre" if weights == "imagenet" else "inside"
-    print(f"feature extraction: radiomics, DenseNet121 and ResNet50 ({weights} weights, {sampling} patches) of "
-          "the arterial and portal phases")
+    # the tumour fills a small part, their features describe mostly the liver, so the demo samples inside it and
+    # keeps absolute HU (the HU window), which a per-patch z-score removes (scripts/compare_deep_settings.py).
+    sampling, normalisation = ("centre", "zscore") if weights == "imagenet" else ("inside", "window")
+    print(f"feature extraction: radiomics, DenseNet121 and ResNet50 ({weights} weights, {sampling} patches, "
+          f"{normalisation} normalisation) of the arterial and portal phases")
     status |= cmd_extract(argparse.Namespace(
         manifest=manifest, out=features, phases="ct_ap,ct_pvp", register="rigid",
         no_radiomics=False, radiomics_params=None, deep=",".join(DEMO_BACKBONES), weights=weights,
-        sampling=sampling, normalisation="zscore", device="auto", precision="auto", icc_cases=30, workers=args.workers, dask=None,
+        sampling=sampling, normalisation=normalisation, device="auto", precision="auto", icc_cases=30,
+        workers=args.workers, dask=None,
         quiet=False))
     if args.models:
         status |= _demo_survival(manifest, features, os.path.join(args.out, "survival"), args.seed)

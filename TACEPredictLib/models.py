@@ -45,7 +45,7 @@ def training_summary(data, task):
             settings = json.load(handle).get("settings", {})
         # what a new patient's features must be extracted with
         summary["feature_extraction"] = {k: settings[k] for k in ("phases", "register", "radiomics_params", "deep",
-                                                                   "weights", "sampling") if k in settings}
+                                                                   "weights", "sampling", "normalisation") if k in settings}
     if task == "survival":
         time, event = survival_outcome(table, "os")
         summary.update(events=int(event.sum()), median_follow_up_days=float(np.median(time)))

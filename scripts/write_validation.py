@@ -74,6 +74,26 @@ def cox_against_r():
     return "\n".join(lines), worst
 
 
+def deep_settings_section(run):
+    """The table `scripts/compare_deep_settings.py` measured (read back, not re-run), when it was run."""
+    import glob
+    rows = []
+    for folder in sorted(glob.glob(os.path.join(run, "deep_settings", "*", "validation"))):
+        comparison = pd.read_csv(os.path.join(folder, "comparison.csv")).set_index("run")["c_index"]
+        with open(os.path.join(folder, "validation.json"), encoding="utf-8") as handle:
+            truth = json.load(handle).get("ground_truth", {})
+        rows.append(f"| `{os.path.basename(os.path.dirname(folder))}` | {comparison['signature']:.3f} | "
+                    f"{fmt(truth.get('signature_concordance_with_true_image_lp'))} | "
+                    f"{comparison['nomogram-integrated']:.3f} | {comparison['nomogram-clinical']:.3f} |")
+    if not rows:
+        return "Not measured: run `python scripts/compare_deep_settings.py`, then this script."
+    return ("Untrained DenseNet121 (fixed initialisation seed), held-out split as above; `centre` = seed 000's "
+            "224 x 224 patch on the largest slice, `inside` = patches inside the tumour; `zscore` = per-patch "
+            "z-score, `window` = the abdominal HU window (W400 L50). From `scripts/compare_deep_settings.py`.\n\n"
+            "| sampling-normalisation | signature C | signature vs true image predictor | integrated nomogram C "
+            "| clinical nomogram C |\n|---|---|---|---|---|\n" + "\n".join(rows))
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", default=os.path.join(REPO, "demo_run"), help="the demo main job's output folder")
@@ -180,6 +200,10 @@ Ground truth (the phantom's latent predictors, held-out cases):
 
 The models' bundles, hazard-ratio tables, nomograms and reports (Kaplan-Meier, calibration and
 time-dependent AUC figures) are in `{os.path.relpath(os.path.join(args.run, 'validation', 'survival'), REPO)}`.
+
+## Deep-feature settings for untrained backbones
+
+{deep_settings_section(args.run)}
 
 ## Clinical models on real patients
 
