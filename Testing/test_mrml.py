@@ -237,3 +237,39 @@ def test_headless_batch_script_saves_a_scene_per_case_and_records_failures(demo_
             if "Grad-CAM" in (reopened.GetNthNode(i).GetName() or "")]
     assert len(heat) == 2 and heat[0].GetImageData().GetDimensions() == \
         reopened.GetFirstNodeByName("demo_0002_ct_ap").GetImageData().GetDimensions()
+
+
+def test_reports_become_tables_and_charts(tmp_path):
+    from TACEPredictLib import metrics
+    rng = np.random.default_rng(0)
+    n = 40
+    survival = tmp_path / "survival"
+    survival.mkdir()
+    group = np.where(np.arange(n) < 20, "low", "high")
+    days = np.round(rng.exponential(np.where(group == "low", 900, 300)), 1) + 1
+    event = (rng.random(n) < 0.8).astype(int)
+    pd.DataFrame({"case_id": [f"c{i}" for i in range(n)], "risk_group": group, "os_days": days,
+                  "os_event": event}).to_csv(survival / "predictions.csv", index=False)
+    pd.DataFrame({"metric": ["c_index"], "value": [0.7]}).to_csv(survival / "metrics.csv", index=False)
+    pd.DataFrame({"group": [1, 2], "predicted": [0.3, 0.6], "observed": [0.25, 0.65]}).to_csv(
+        survival / "calibration.csv", index=False)
+    scene = slicer.vtkMRMLScene()
+    nodes = mrml.report_to_scene(scene, str(survival), "signature")
+    curves = mrml.table_to_dataframe(nodes["curve_table"])
+    km = metrics.kaplan_meier(days[group == "high"], event[group == "high"])
+    one_year = curves.loc[np.isclose(curves["years"], 1.0), "high risk (n=20)"].iloc[0]
+    assert one_year == pytest.approx(metrics.survival_at(km, 365.25))
+    assert nodes["curve_chart"].GetNumberOfPlotSeriesNodes() == 2
+    assert mrml.table_to_dataframe(nodes["calibration_table"])["observed"].tolist() == [0.25, 0.65]
+    assert mrml.table_to_dataframe(nodes["metrics"])["value"].tolist() == [0.7]
+
+    binary = tmp_path / "binary"
+    binary.mkdir()
+    label = np.array([0, 0, 1, 1, 0, 1])
+    pd.DataFrame({"case_id": list("abcdef"), "probability": [0.1, 0.4, 0.35, 0.8, 0.2, 0.9],
+                  "aggressive_pd": label}).to_csv(binary / "predictions.csv", index=False)
+    pd.DataFrame({"metric": ["auc"], "value": [0.89]}).to_csv(binary / "metrics.csv", index=False)
+    nodes = mrml.report_to_scene(scene, str(binary), "Model_CS")
+    roc = mrml.table_to_dataframe(nodes["curve_table"])
+    assert list(roc.columns) == ["false positive rate", "AUC 0.889", "chance"]
+    assert roc.iloc[-1, :2].tolist() == [1.0, 1.0]
