@@ -33,24 +33,26 @@ def signature_weights(model):
     return weights, signature.family
 
 
-def signature_heatmaps(model, manifest, row, extraction, device="cpu"):
+def signature_heatmaps(model, data, extraction, device="cpu"):
     """Grad-CAM of the model's signature per phase: ``{phase: SimpleITK float image}`` on the whole grid of
-    the case's reference CT (the first phase), 0 outside the sampled patches. ``extraction``: the
-    bundle's ``feature_extraction`` settings (sampling, normalisation, weights, registration)."""
+    the case's reference CT (the first phase), 0 outside the sampled patches. ``data``: the one-case
+    ``PatientData`` (its loaded images are re-used); ``extraction``: the bundle's ``feature_extraction``
+    settings (sampling, normalisation, weights, registration)."""
+    import copy
+
     import torch
 
-    from .deep import TARGET_LAYERS, DeepFeatureExtractor, gradcam, heatmap_volume
-    from .extract import deep_patches
-    from .preprocess import load_case
+    from .deep import TARGET_LAYERS, gradcam, heatmap_volume
+    from .extract import _deep_extractor, deep_patches
     found = signature_weights(model)
     if found is None:
         raise InputError(f"the {model.label} model has no deep-feature signature to explain", column="model",
                          fix="Grad-CAM applies to signature and integrated nomogram models")
     weights, family = found
     extraction = extraction or {}
-    phases = tuple(extraction.get("phases") or weights)
-    case = load_case(manifest, row, phases, extraction.get("register", "rigid"))
-    extractor = DeepFeatureExtractor(family, extraction.get("weights", "imagenet"), device, "float32")
+    case = data.case(tuple(extraction.get("phases") or weights), extraction.get("register", "rigid"))
+    extractor = _deep_extractor(family, extraction.get("weights", "imagenet"), device, "auto")
+    backbone = copy.deepcopy(extractor.model)  # Grad-CAM's hooks stay on its copy, not the shared extractor
     maps = {}
     mask = case.mask_array()
     reference = case.phases[case.reference_phase]
@@ -63,7 +65,7 @@ def signature_heatmaps(model, manifest, row, extraction, device="cpu"):
         with torch.no_grad():
             head.weight.copy_(torch.from_numpy(vector[None]))
         network = torch.nn.Sequential()
-        network.add_module("backbone", extractor.model)
+        network.add_module("backbone", backbone)
         network.add_module("head", head.to(extractor.device))
         heat = gradcam(network, patches, "backbone." + TARGET_LAYERS[family], class_index=0)
         maps[phase] = heatmap_volume(heat, boxes, reference, case.full_geometry)

@@ -151,16 +151,27 @@ def deep_patches(volume, mask, sampling, normalisation="zscore"):
     return np.stack([to_three_channels(a) for a in normalised]), patches
 
 
-def extract_case(manifest, row, settings, with_readers=False):
-    """Features of one case as a tidy DataFrame, plus its registration records and provenance."""
+def extract_case(manifest, row, settings, with_readers=False, case=None, radiomics_names=None):
+    """Features of one case as a tidy DataFrame, plus its registration records and provenance. ``case``: the
+    already loaded ``CaseImages`` (settings' phases and registration); ``radiomics_names``: {phase: radiomics
+    features (``imagetype_class_feature``)} to compute only those, e.g. the few a fitted model reads."""
     import SimpleITK as sitk
 
     from .preprocess import load_case
-    from .radiomics_features import extract_from_crop
+    from .radiomics_features import extract_from_crop, make_extractor, restrict_to
     from .reproducibility import perturbed_masks
 
     readers = manifest.extra_seg_columns if with_readers else []
-    case = load_case(manifest, row, settings.phases, settings.register, readers=readers)
+    if case is None:
+        case = load_case(manifest, row, settings.phases, settings.register, readers=readers)
+    radiomics_extractors = {}
+    if settings.radiomics:
+        for phase in settings.phases:
+            if radiomics_names is None:
+                radiomics_extractors[phase] = _radiomics_extractor(settings.radiomics_params)
+            elif radiomics_names.get(phase):
+                radiomics_extractors[phase] = restrict_to(make_extractor(settings.radiomics_params),
+                                                          radiomics_names[phase])
     masks = {MAIN_READER: case.mask_array()}
     if with_readers:
         if case.reader_masks:
@@ -175,11 +186,11 @@ def extract_case(manifest, row, settings, with_readers=False):
         for reader, mask in masks.items():
             if mask.sum() < 1:
                 continue
-            if settings.radiomics:
+            if phase in radiomics_extractors:
                 mask_image = sitk.GetImageFromArray(mask.astype(np.uint8))
                 mask_image.CopyInformation(image)
                 values = extract_from_crop(image, mask_image, case.crop_index, case.full_geometry["size"],
-                                           _radiomics_extractor(settings.radiomics_params),
+                                           radiomics_extractors[phase],
                                            case_id=case.case_id, column=phase)
                 records += [(case.case_id, phase, reader, "radiomics", k, v, "") for k, v in values.items()]
             for backbone in settings.deep:

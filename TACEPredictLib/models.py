@@ -88,16 +88,16 @@ def load(directory):
     return model, info
 
 
-def risk_group_km(time, event, risk, cutoff, years=5.0):
-    """Kaplan-Meier survival of the training cohort's low- and high-risk groups on a monthly grid (what a new
-    patient's predicted curve is shown against)."""
+def risk_group_km(time, event, risk, cutoff):
+    """Kaplan-Meier survival of the training cohort's low- and high-risk groups on the survival-curve grid (what
+    a new patient's predicted curve is shown against)."""
     from . import metrics
-    grid = np.round(np.arange(0, years + 1e-9, 1 / 12), 4)
+    from .survival import CURVE_YEARS as grid, DAYS_PER_YEAR
     curves = {"years": grid.tolist()}
     for group, members in (("low", risk <= cutoff), ("high", risk > cutoff)):
         if members.any():
             table = metrics.kaplan_meier(time[members], event[members])
-            curves[f"km_{group}_risk"] = np.atleast_1d(metrics.survival_at(table, grid * 365.25)).tolist()
+            curves[f"km_{group}_risk"] = np.atleast_1d(metrics.survival_at(table, grid * DAYS_PER_YEAR)).tolist()
     return curves
 
 

@@ -232,7 +232,7 @@ def _node(scene, cls, name):
 
 def _survival_chart_table(prediction):
     """Years, the patient's curve per survival model, and the first model's training risk-group KM curves."""
-    from .patient import CURVE_YEARS
+    from .survival import CURVE_YEARS
     table = pd.DataFrame({"years": CURVE_YEARS})
     for label, curve in prediction["curves"].items():
         table[f"patient: {label}"] = curve["survival"].to_numpy()
@@ -312,9 +312,8 @@ def run_case(scene, phases, segmentation=None, segment_id=None, labelmap=None, l
                 if info is None or signature_weights(model) is None:
                     continue
                 heat_start = clock.perf_counter()
-                row = prediction["data"].manifest.table.iloc[0]
-                maps = signature_heatmaps(model, prediction["data"].manifest, row,
-                                          info["training"].get("feature_extraction"), device=device)
+                maps = signature_heatmaps(model, prediction["data"], info["training"].get("feature_extraction"),
+                                          device=device)
                 for phase, image in maps.items():
                     name = f"{prefix} Grad-CAM {model.label} {phase}"
                     nodes[f"heatmap {model.label} {phase}"] = image_to_volume(
@@ -480,14 +479,14 @@ def report_to_scene(scene, report_dir, name):
                                                                                f"{name} metrics"))
     predictions = pd.read_csv(os.path.join(report_dir, "predictions.csv"))
     if "os_days" in predictions:
-        from .patient import CURVE_YEARS
+        from .survival import CURVE_YEARS, DAYS_PER_YEAR
         curves = pd.DataFrame({"years": CURVE_YEARS})
         for group in ("low", "high"):
             members = predictions["risk_group"] == group
             if members.any():
                 km = M.kaplan_meier(predictions.loc[members, "os_days"], predictions.loc[members, "os_event"])
                 curves[f"{group} risk (n={int(members.sum())})"] = np.atleast_1d(
-                    M.survival_at(km, CURVE_YEARS * 365.25))
+                    M.survival_at(km, CURVE_YEARS * DAYS_PER_YEAR))
         nodes["curve_table"] = dataframe_to_table(curves, scene, "", _node(scene, "vtkMRMLTableNode",
                                                                            f"{name} Kaplan-Meier"))
         nodes["curve_chart"] = plot_chart(scene, f"{name} Kaplan-Meier", nodes["curve_table"], "years",

@@ -19,12 +19,12 @@ import pandas as pd
 from . import InputError, RESEARCH_USE_NOTICE
 from .covariates import CohortData
 from .manifest import EXTRA_SEG_PATTERN, IMAGE_COLUMNS, read_manifest
+from .survival import CURVE_YEARS, DAYS_PER_YEAR
 
 RESULT_COLUMNS = ["case_id", "task", "model", "score", "probability", "probability_of", "risk_group", "cutoff",
                   "provenance", "notice", "error"]
 PROBABILITY_OF = {"aggressive-pd": "aggressive progression", "response": "objective response (CR+PR)",
                   "mrecist": "objective response (CR+PR)"}
-CURVE_YEARS = np.round(np.arange(0, 5.01, 1 / 12), 4)  # the patient's survival curve, monthly to 5 years
 
 
 def write_case(folder, case_id, phases, mask, clinical=None):
@@ -72,20 +72,42 @@ class PatientData(CohortData):
         self._features = pd.DataFrame(columns=["case_id", "phase", "reader", "family", "feature", "value", "weights"])
         self._icc = None
         self._extracted = {}  # family -> extraction settings used
+        self._cases = {}  # (phases, register) -> CaseImages
         self.timings = {}
 
     def _long_features(self):
         return self._features
 
-    def extract(self, family, settings=None):
-        """Extract one family ("radiomics" or a backbone) with ``settings`` (a bundle's feature_extraction)."""
+    def case(self, phases, register):
+        """The case's images, loaded (cropped, registered) once per phases and registration."""
+        from .preprocess import load_case
+        key = (tuple(phases), register)
+        if key not in self._cases:
+            start = clock.perf_counter()
+            self._cases[key] = load_case(self.manifest, self.manifest.table.iloc[0], list(phases), register)
+            self.timings["load and register"] = self.timings.get("load and register", 0) + clock.perf_counter() - start
+        return self._cases[key]
+
+    def extract(self, family, settings=None, names=None):
+        """Extract one family ("radiomics" or a backbone) with ``settings`` (a bundle's feature_extraction);
+        ``names`` (``phase:family:feature``): only these radiomics features are computed."""
         from .extract import ExtractionSettings, extract_case
         settings = dict(settings or {})
+        wanted = None  # (phase, feature) pairs
+        if family == "radiomics" and names is not None:
+            wanted = {(name.split(":", 2)[0], name.split(":", 2)[2]) for name in names}
         if family in self._extracted:
             if any(self._extracted[family].get(k) != v for k, v in settings.items() if k != "deep"):
                 raise InputError(f"two models need {family} features extracted with different settings",
                                  self.case_ids[0], "model", "use models trained on the same extraction")
-            return
+            done = self._features[self._features["family"] == family]
+            have = set(zip(done["phase"], done["feature"]))
+            if wanted is None or wanted <= have:
+                return
+            self._features = self._features[self._features["family"] != family]  # extract the union again
+            wanted |= have
+        per_phase = None if wanted is None else \
+            {phase: sorted(f for p, f in wanted if p == phase) for phase in {p for p, _ in wanted}}
         keep = {k: settings[k] for k in ("phases", "register", "radiomics_params", "weights", "sampling",
                                          "normalisation") if settings.get(k) is not None}
         if "phases" in keep:
@@ -97,15 +119,16 @@ class PatientData(CohortData):
             missing = [p for p in extraction.phases if p not in available][0]
             raise InputError(f"the model needs the {missing} phase", self.case_ids[0], missing,
                              "choose that CT volume")
+        case = self.case(extraction.phases, extraction.register)
         start = clock.perf_counter()
-        table, _, _ = extract_case(self.manifest, self.manifest.table.iloc[0], extraction)
+        table, _, _ = extract_case(self.manifest, self.manifest.table.iloc[0], extraction, case=case,
+                                   radiomics_names=per_phase)
         self.timings[f"extract {family}"] = clock.perf_counter() - start
         self._features = pd.concat([self._features, table], ignore_index=True) if len(self._features) else table
         self._extracted[family] = settings
 
     def features(self, phases, family, names=None, icc_filter=False):
-        if family not in self._extracted:
-            self.extract(family, self._settings_hint)
+        self.extract(family, self._settings_hint, names)
         return super().features(phases, family, names=names, icc_filter=False)
 
     _settings_hint = None
@@ -124,7 +147,7 @@ def _survival_rows(model, data):
     row = predictions.iloc[0]
     result = {"score": row["risk_score"], "probability": row["surv_3y"], "probability_of": "3-year survival",
               "risk_group": row["risk_group"], "cutoff": row["cutoff"]}
-    days = CURVE_YEARS * 365.25
+    days = CURVE_YEARS * DAYS_PER_YEAR
     curve = np.asarray(model.survival_days(data, days))[0]
     return result, pd.DataFrame({"years": CURVE_YEARS, "survival": curve})
 

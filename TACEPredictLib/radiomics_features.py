@@ -55,6 +55,34 @@ def make_extractor(params=None):
                          ) from None
 
 
+def restrict_to(extractor, names):
+    """Limit ``extractor`` to what computing ``names`` (e.g. ``wavelet-LLH_glrlm_ShortRunEmphasis``) needs: their
+    image types (LoG only at their sigmas) and feature classes, and in each class only those features. A
+    fitted model reads a handful of features; this skips the texture matrices nobody asked for (a new patient
+    in Slicer). The values of the kept features are unchanged."""
+    import re
+    image_types, classes = {}, {}
+    for name in names:
+        image_type, feature_class, feature = name.split("_", 2)
+        if image_type == "original":
+            image_types.setdefault("Original", {})
+        elif image_type.startswith("wavelet"):
+            image_types.setdefault("Wavelet", dict(extractor.enabledImagetypes.get("Wavelet", {})))
+        elif image_type.startswith("log-sigma-"):
+            sigma = float(re.match(r"log-sigma-(\d+)-(\d+)-mm", image_type).expand(r"\1.\2"))
+            log = image_types.setdefault("LoG", {**extractor.enabledImagetypes.get("LoG", {}), "sigma": []})
+            log["sigma"] = sorted(set(log["sigma"]) | {sigma})
+        else:
+            raise InputError(f"cannot restrict radiomics to '{name}' (image type {image_type!r})", column="features",
+                             fix="extract every feature instead")
+        classes.setdefault(feature_class, set()).add(feature)
+    extractor.disableAllImageTypes()
+    extractor.enableImageTypes(**image_types)
+    extractor.disableAllFeatures()
+    extractor.enableFeaturesByName(**{k: sorted(v) for k, v in classes.items()})
+    return extractor
+
+
 def settings_of(extractor):
     """The extractor's full configuration as plain data (for cache keys and provenance)."""
     return {"setting": {k: (list(v) if isinstance(v, tuple) else v) for k, v in extractor.settings.items()},

@@ -23,6 +23,9 @@ from .covariates import (DEFAULT_CLINICAL, ClinicalEncoder, InputWarning, Standa
 
 DAYS_PER_YEAR = 365.25
 HORIZON_YEARS = (1, 2, 3)
+# Survival curves (the Slicer chart, training Kaplan-Meier by risk group): monthly to 4 years, DLOP-Combin's
+# last interval.
+CURVE_YEARS = np.round(np.arange(0, 4 + 1e-9, 1 / 12), 4)
 DEEP_PHASES = ("ct_ap", "ct_pvp")
 
 

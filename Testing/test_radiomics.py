@@ -154,3 +154,21 @@ def test_missing_pyradiomics_is_said_plainly(monkeypatch):
     with pytest.raises(InputError, match="pyradiomics is not installed") as error:
         make_extractor()
     assert "--no-build-isolation" in error.value.fix
+
+
+def test_restricting_to_a_models_features_keeps_their_values():
+    from TACEPredictLib.radiomics_features import restrict_to
+    hu, labels = ct_and_lesion(shape=(16, 48, 48), lesion_radius=9)
+    rng = np.random.default_rng(1)
+    image = make_image(hu + rng.normal(0, 15, hu.shape).astype(np.int16))
+    mask = make_image(labels.astype(np.uint8))
+    names = ["original_firstorder_Maximum", "wavelet-LLH_glrlm_ShortRunEmphasis",
+             "log-sigma-3-0-mm-3D_firstorder_90Percentile", "original_shape_LeastAxisLength"]
+    full = extract(image, mask, make_extractor())
+    restricted = extract(image, mask, restrict_to(make_extractor(), names))
+    for name in names:
+        assert restricted[name] == pytest.approx(full[name], rel=1e-9)
+    assert len(restricted) < len(full) / 5
+    assert not any("glcm" in name or "log-sigma-1-0" in name for name in restricted)
+    with pytest.raises(InputError, match="image type"):
+        restrict_to(make_extractor(), ["gradient_firstorder_Mean"])

@@ -1,7 +1,7 @@
 """Apply on one 512 x 512 x 100 CT: from the scene's nodes to filled tables and charts, against the 10 s target.
 
-One demo case (arterial and portal phases and its segmentation) is resampled onto a 512 x 512 x 100 grid
-(0.55 x 0.55 x 1.0 mm over the same field of view), loaded into a slicer-core MRML scene, and Apply
+One demo case (arterial and portal phases and its segmentation) is put on a 512 x 512 x 100 grid (its own
+in-plane spacing, so a clinical ~400 mm field of view, and 100 slices over its z extent), loaded into a slicer-core MRML scene, and Apply
 (``TACEPredictLib.mrml.run_case``, what the module's Logic runs) predicts it with the main job's trained
 survival bundles and the built-in aggressive-progression score. Dependencies are imported and the models
 loaded once before the timed runs (Slicer has them loaded after the first Apply). Prints each step's seconds
@@ -22,14 +22,19 @@ TARGET_SECONDS = 10.0
 SIZE = (512, 512, 100)
 
 
-def upsampled(image, reference=None, label=False):
-    """``image`` on a 512 x 512 x 100 grid covering the same field of view."""
+def on_clinical_grid(image, reference=None, label=False):
+    """``image`` inside a 512 x 512 x 100 grid: its own in-plane spacing (so the 512 x 512 matrix covers a
+    clinical field of view, ~400 mm, with air around the phantom's body) and 100 slices over its z extent."""
     if reference is None:
-        size = np.array(image.GetSize())
-        spacing = np.array(image.GetSpacing()) * size / np.array(SIZE)
+        size = np.array(image.GetSize(), dtype=float)
+        spacing = np.array(image.GetSpacing())
+        new_spacing = np.array([spacing[0], spacing[1], spacing[2] * size[2] / SIZE[2]])
+        centre = np.array(image.TransformContinuousIndexToPhysicalPoint((size - 1) / 2))
+        direction = np.array(image.GetDirection()).reshape(3, 3)
+        origin = centre - direction @ ((np.array(SIZE) - 1) / 2 * new_spacing)
         reference = sitk.Image([int(s) for s in SIZE], image.GetPixelID())
-        reference.SetSpacing([float(s) for s in spacing])
-        reference.SetOrigin(image.GetOrigin())
+        reference.SetSpacing([float(s) for s in new_spacing])
+        reference.SetOrigin([float(v) for v in origin])
         reference.SetDirection(image.GetDirection())
     interpolator = sitk.sitkNearestNeighbor if label else sitk.sitkLinear
     default = 0 if label else -1024
@@ -53,11 +58,11 @@ def main():
     models_dir = os.path.join(args.run, "survival", "models")
     names = args.models.split(",") if args.models else sorted(os.listdir(models_dir))
     bundles = [os.path.join(models_dir, name) for name in names]
-    arterial = upsampled(sitk.ReadImage(manifest.resolve(row["ct_ap"])))
-    portal = upsampled(sitk.ReadImage(manifest.resolve(row["ct_pvp"])), arterial)
+    arterial = on_clinical_grid(sitk.ReadImage(manifest.resolve(row["ct_ap"])))
+    portal = on_clinical_grid(sitk.ReadImage(manifest.resolve(row["ct_pvp"])), arterial)
     seg = read_segmentation(manifest.resolve(row["seg"]), args.case)
     lesion = seg.mask(row.get("seg_label") if isinstance(row.get("seg_label"), str) else None)
-    mask = upsampled(lesion, arterial, label=True)
+    mask = on_clinical_grid(lesion, arterial, label=True)
     print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores; CT {arterial.GetSize()}; "
           f"models: {', '.join(names)} + clinical-semantic")
 
