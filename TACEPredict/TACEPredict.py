@@ -24,7 +24,8 @@ from slicer.util import VTKObservationMixin
 REQUIREMENTS_FILE = os.path.join(os.path.dirname(__file__), "Resources", "requirements.txt")
 # The default model-bundle folder (every sub-folder holding a model.json is used); a Slicer setting.
 BUNDLE_FOLDER_SETTING = "TACEPredict/BundleFolder"
-TRAINABLE = {"survival": ["nomogram", "clinical-cox", "signature", "lasso-cox", "dlop"]}
+COHORT_MODELS = ["nomogram", "clinical-cox", "signature", "lasso-cox", "dlop",
+                 "clinical-semantic"]  # survival kinds, then the published aggressive-PD score (evaluate only)
 
 
 class TACEPredict(ScriptedLoadableModule):
@@ -52,7 +53,7 @@ def missingRequirements():
     tried at the first install, and its absence alone does not ask again."""
     import importlib.util
     import re
-    names = [re.split(r"[<>=!~\[ ]", requirement)[0] for requirement in requirements()]
+    names = ["torch"] + [re.split(r"[<>=!~\[ ]", requirement)[0] for requirement in requirements()]
     return [name for name in names if name.lower() != "pyradiomics" and importlib.util.find_spec(name) is None]
 
 
@@ -174,8 +175,9 @@ class TACEPredictWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.cohortOutEdit.filters = ctk.ctkPathLineEdit.Dirs
         form.addRow("Output folder:", self.cohortOutEdit)
         self.trainModelCombo = qt.QComboBox()
-        self.trainModelCombo.addItems(TRAINABLE["survival"])
-        form.addRow("Survival model:", self.trainModelCombo)
+        self.trainModelCombo.addItems(COHORT_MODELS)
+        self.trainModelCombo.toolTip = "A survival model kind, or the published aggressive-progression score"
+        form.addRow("Model:", self.trainModelCombo)
         self.extractButton = qt.QPushButton("Extract")
         self.trainButton = qt.QPushButton("Train")
         self.evaluateButton = qt.QPushButton("Evaluate")
@@ -322,12 +324,16 @@ class TACEPredictWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         missing = missingRequirements()
         if not missing:
             return True
-        if not slicer.util.confirmOkCancelDisplay(
+        packaging = getattr(slicer, "packaging", None)
+        ensure = packaging is not None and hasattr(packaging, "pip_ensure")  # Slicer 5.12+: it asks itself
+        if not ensure and not slicer.util.confirmOkCancelDisplay(
                 "TACEPredict needs these Python packages, installed once into Slicer's Python: "
                 + ", ".join(missing) + ". Install now?"):
             return False
         with slicer.util.WaitCursor():
-            notes = self.logic.installRequirements()
+            notes = self.logic.installRequirements(ensure=ensure)
+        if missingRequirements():
+            return False  # the user declined pip_ensure's prompt
         if notes:
             slicer.util.warningDisplay("\n".join(notes))
         self.populateClinicalForm()
@@ -459,25 +465,60 @@ class TACEPredictLogic(ScriptedLoadableModuleLogic):
     def getParameterNode(self):
         return TACEPredictParameterNode(super().getParameterNode())
 
-    def installRequirements(self):
-        """Install what is missing; returns notes for the user (e.g. pyradiomics not installable)."""
-        wanted = requirements()
+    def installRequirements(self, ensure=False):
+        """Install what is missing, without replacing Slicer's numpy, SimpleITK or the PyTorch extension's
+        torch; returns notes for the user (e.g. pyradiomics not installable). ``ensure``: use Slicer 5.12+'s
+        ``slicer.packaging.pip_ensure`` (it asks the user itself); otherwise no dialog (batch use)."""
         import importlib.util
-        optional = [r for r in wanted if r.lower().startswith("pyradiomics")
-                    and importlib.util.find_spec("radiomics") is None]
+        import inspect
+        import tempfile
+        from importlib import metadata
+        self.installTorch()
+        # Pin what Slicer (and the PyTorch extension) own, so that no requirement upgrades them.
+        pinned = []
+        for name in ("numpy", "SimpleITK", "torch"):
+            try:
+                pinned.append(f"{name}=={metadata.version(name)}")
+            except metadata.PackageNotFoundError:
+                pass
+        with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as handle:
+            handle.write("\n".join(pinned) + "\n")
+            constraints = handle.name
+        wanted = requirements()
+        required = [r for r in wanted if not r.lower().startswith("pyradiomics")]
         packaging = getattr(slicer, "packaging", None)
-        install = packaging.pip_ensure if packaging is not None and hasattr(packaging, "pip_ensure") else \
-            slicer.util.pip_install  # pip_ensure: Slicer 5.12+
-        install([r for r in wanted if not r.lower().startswith("pyradiomics")])
+        if packaging is not None and hasattr(packaging, "pip_install"):  # Slicer 5.12+
+            install = packaging.pip_ensure if ensure else packaging.pip_install
+            options = {"constraints": constraints} if "constraints" in inspect.signature(install).parameters else {}
+            if ensure:
+                options["requester"] = "TACEPredict"
+            install(required, **options)
+        else:
+            slicer.util.pip_install(required + ["-c", constraints])
         notes = []
-        for requirement in optional:
+        if importlib.util.find_spec("radiomics") is None:
             try:  # pyradiomics often fails to build on Slicer's Python 3.12: everything else still works
-                slicer.util.pip_install(["numpy", "setuptools", "wheel", "versioneer"])
-                slicer.util.pip_install(["--no-build-isolation", requirement])
+                slicer.util.pip_install(["setuptools", "wheel", "versioneer", "-c", constraints])
+                slicer.util.pip_install(["--no-build-isolation", "-c", constraints]
+                                        + [r for r in wanted if r.lower().startswith("pyradiomics")])
             except Exception as exc:  # noqa: BLE001 - reported, not fatal
                 notes.append(f"pyradiomics could not be installed ({exc}). Radiomics features and the models "
                              "that use them (lasso-cox) are unavailable; everything else works.")
+        os.remove(constraints)
         return notes
+
+    @staticmethod
+    def installTorch():
+        """torch from the PyTorch extension (the right build for this machine's GPU), never from PyPI here."""
+        import importlib.util
+        if importlib.util.find_spec("torch") is not None:
+            return
+        try:
+            import PyTorchUtils
+        except ImportError:
+            raise RuntimeError("TACEPredict needs the PyTorch extension: install 'PyTorch' from the Extension "
+                               "Manager, restart Slicer and try again.") from None
+        PyTorchUtils.PyTorchUtilsLogic().installTorch(askConfirmation=False)
 
     @staticmethod
     def _path(value, what):
@@ -536,6 +577,13 @@ class TACEPredictLogic(ScriptedLoadableModuleLogic):
         features = os.path.join(out, "features")
         if action == "extract":
             return base + ["extract", "--manifest", manifest, "--out", features, "--workers", "1"] + device, features
+        if model == "clinical-semantic":  # published coefficients: nothing to extract or train
+            if action != "evaluate":
+                raise ValueError("The published aggressive-progression score needs no extraction or training: "
+                                 "choose Evaluate.")
+            report = os.path.join(out, "reports", model)
+            return base + ["evaluate", "--task", "aggressive-pd", "--model", model, "--manifest", manifest,
+                           "--out", report], report
         model_dir = os.path.join(out, "models", model)
         if action == "train":
             extra = ["--features", features] if os.path.isdir(features) else []
