@@ -382,16 +382,20 @@ def roc_auc_ci(label, score, method="delong", level=0.95, n_bootstrap=1000, seed
     return roc_auc(label, score), float(lower), float(upper)
 
 
-def delong_test(label, score_a, score_b):
+def delong_test(label, score_a, score_b, level=0.95):
     """DeLong's test of two correlated AUCs (two scores on the same patients), as pROC's ``roc.test``:
-    a dict with ``auc_a``, ``auc_b``, ``difference``, ``z`` and the two-sided ``p``."""
+    a dict with ``auc_a``, ``auc_b``, ``difference``, its ``level`` confidence interval ``lower`` / ``upper``,
+    ``z`` and the two-sided ``p``."""
     aucs, covariance = delong_covariance(label, score_a, score_b)
     variance = covariance[0, 0] + covariance[1, 1] - 2 * covariance[0, 1]
     difference = float(aucs[0] - aucs[1])
+    result = {"auc_a": float(aucs[0]), "auc_b": float(aucs[1]), "difference": difference}
     if variance <= 0:
-        return {"auc_a": float(aucs[0]), "auc_b": float(aucs[1]), "difference": difference, "z": 0.0, "p": 1.0}
-    z = difference / np.sqrt(variance)
-    return {"auc_a": float(aucs[0]), "auc_b": float(aucs[1]), "difference": difference, "z": float(z),
+        return {**result, "lower": difference, "upper": difference, "z": 0.0, "p": 1.0}
+    se = float(np.sqrt(variance))
+    z = difference / se
+    half = float(stats.norm.ppf((1 + level) / 2)) * se
+    return {**result, "lower": difference - half, "upper": difference + half, "z": float(z),
             "p": float(2 * stats.norm.sf(abs(z)))}
 
 

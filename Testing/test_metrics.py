@@ -206,3 +206,29 @@ def test_binary_calibration():
     table, brier = M.calibration_binary(y, p, groups=10)
     assert np.max(np.abs(table["predicted"] - table["observed"])) < 0.06 and table["n"].sum() == 5000
     assert brier == pytest.approx(np.mean((p - y) ** 2))
+
+
+# pROC's own test expectations on its aSAH example (tests/testthat/test-var.R and test-roc.test.R of pROC):
+# var(roc, method = "delong") and roc.test(r1, r2) (DeLong, paired, two-sided, 95% CI of the difference).
+PROC_DELONG_VARIANCE = {"wfns": 0.00146991470882363, "ndka": 0.0031908105493913, "s100b": 0.00266868245717244}
+PROC_ROC_TEST = [  # (a, b, Z, p, CI lower, CI upper)
+    ("wfns", "s100b", 2.20898359144091, 0.0271757822291882, 0.0104061769564846, 0.174214419249478),
+    ("wfns", "ndka", 2.79777591868904, 0.00514557970691098, 0.0634011709339876, 0.3600405634833566),
+    ("ndka", "s100b", -1.39077002573558, 0.164295175223054, -0.2876917446341914, 0.0488706064228094),
+]
+
+
+def test_delong_variance_and_paired_test_equal_pROC_on_aSAH():
+    import os
+
+    import pandas as pd
+    data = pd.read_csv(os.path.join(os.path.dirname(__file__), "data", "aSAH.csv"))
+    poor = (data["outcome"] == "Poor").astype(int).to_numpy()
+    for marker, expected in PROC_DELONG_VARIANCE.items():
+        _, covariance = M.delong_covariance(poor, data[marker].to_numpy(dtype=float))
+        assert covariance[0, 0] == pytest.approx(expected, abs=1e-12)
+    for a, b, z, p, lower, upper in PROC_ROC_TEST:
+        result = M.delong_test(poor, data[a].to_numpy(dtype=float), data[b].to_numpy(dtype=float))
+        assert result["z"] == pytest.approx(z, abs=1e-9)
+        assert result["p"] == pytest.approx(p, abs=1e-12)
+        assert (result["lower"], result["upper"]) == pytest.approx((lower, upper), abs=1e-12)
