@@ -99,6 +99,7 @@ def cmd_demo(args):
         quiet=False))
     if args.models:
         status |= _demo_survival(manifest, features, os.path.join(args.out, "survival"), args.seed)
+        status |= _demo_response(manifest, features, os.path.join(args.out, "response"), args.seed)
         print("aggressive progression: the published clinical-semantic score (no training) on every demo case")
         status |= cmd_evaluate(argparse.Namespace(
             task="aggressive-pd", model="clinical-semantic", manifest=manifest, features=None, bootstrap=1000,
@@ -128,6 +129,16 @@ def _demo_survival(manifest, features, out, seed, clinical_only=False):
           f"comparison in {os.path.join(out, 'comparison.csv')}, bundles in {os.path.join(out, 'models')}")
     for key, value in summary.get("ground_truth", {}).items():
         print(f"  ground truth: {key} = {value:.3f}")
+    return 0
+
+
+def _demo_response(manifest, features, out, seed):
+    """Seed 002's radiomics classifiers of objective response on the survival models' training split."""
+    from .validation import run_response_validation
+    print(f"initial response (CR+PR vs SD+PD), radiomics classifiers on {manifest} (same split):")
+    table, summary = run_response_validation(manifest, features, out, seed=seed)
+    print(f"trained {len(table)} response model(s) in {summary['train_seconds_all_models']:.1f} s; best held-out "
+          f"AUC {table['auc'].max():.3f} ({summary['best']}); comparison in {os.path.join(out, 'comparison.csv')}")
     return 0
 
 
@@ -208,9 +219,12 @@ def cmd_evaluate(args):
     model, provenance = _model_for(args)
     print(RESEARCH_USE_NOTICE)
     print(provenance)
-    if model.task == "aggressive-pd":
-        result, _ = evaluate_binary(model, _cohort(args), "aggressive_pd", args.out, n_bootstrap=args.bootstrap,
-                                    seed=args.seed)
+    if model.task in ("aggressive-pd", "response"):
+        data, label = _cohort(args), "aggressive_pd"
+        if model.task == "response":
+            from .response import LABEL, objective_response
+            data, label = data.subset(data.table.assign(**{LABEL: objective_response(data.table)})), LABEL
+        result, _ = evaluate_binary(model, data, label, args.out, n_bootstrap=args.bootstrap, seed=args.seed)
         print(f"AUC {result['auc']:.3f} (DeLong 95% CI {result['auc_delong_lower']:.3f}-"
               f"{result['auc_delong_upper']:.3f}); at the cut-off {result['cutoff']:g}: sensitivity "
               f"{result['sensitivity']:.3f}, specificity {result['specificity']:.3f}; report in {args.out}")
@@ -300,8 +314,9 @@ def build_parser():
     p.set_defaults(func=cmd_split)
 
     p = sub.add_parser("train", help="train a model into a bundle folder")
-    p.add_argument("--task", required=True, choices=["survival"])
-    p.add_argument("--model", required=True, help="survival: signature, nomogram, dlop, lasso-cox, clinical-cox")
+    p.add_argument("--task", required=True, choices=["survival", "response"])
+    p.add_argument("--model", required=True, help="survival: signature, nomogram, dlop, lasso-cox, clinical-cox; "
+                                                  "response: linear, logistic, svm, gbm, rf")
     p.add_argument("--manifest", required=True, help="training manifest CSV")
     p.add_argument("--features", default=None, help="folder written by `tacepredict extract` (image models)")
     p.add_argument("--out", required=True, help="model bundle folder to write")

@@ -17,7 +17,10 @@ def model_classes(task):
         from .dlop import DLOPCombin
         from .survival import MODEL_CLASSES
         return {**MODEL_CLASSES, DLOPCombin.kind: DLOPCombin}
-    raise InputError(f"unknown task '{task}'", column="--task", fix="use survival")
+    if task == "response":
+        from .response import MODEL_CLASSES as RESPONSE_CLASSES
+        return RESPONSE_CLASSES
+    raise InputError(f"unknown task '{task}'", column="--task", fix="use survival or response")
 
 
 def make_model(task, kind, **options):
@@ -27,6 +30,8 @@ def make_model(task, kind, **options):
     import inspect
     accepted = inspect.signature(classes[kind].__init__).parameters
     options = {k: v for k, v in options.items() if v is not None}
+    if "kind" in accepted:  # one class, several kinds (the response classifiers)
+        options["kind"] = kind
     for name in options:
         if name not in accepted:
             raise InputError(f"option '{name}' does not apply to the {kind} model", column="--" + name.replace("_", "-"),
@@ -49,6 +54,10 @@ def training_summary(data, task):
     if task == "survival":
         time, event = survival_outcome(table, "os")
         summary.update(events=int(event.sum()), median_follow_up_days=float(np.median(time)))
+    if task == "response":
+        from .response import objective_response
+        label = objective_response(table).dropna()
+        summary.update(cases=int(len(label)), responders=int(label.sum()))
     return summary
 
 
@@ -106,11 +115,18 @@ def train_bundle(task, kind, data, out_dir, seed=0, **options):
     on clinical covariates). Returns ``(model, info)``."""
     from . import metrics
     model, messages = train(task, kind, data, seed=seed, **options)
+    settings = {k: v for k, v in options.items() if v is not None}
+    if task == "response":
+        labelled, label = model.labelled(data)
+        info = save(model, out_dir, data, seed, settings=settings, input_warnings=messages, metrics={
+            "auc_training_apparent": metrics.roc_auc(label, model.probability(labelled)),
+            "auc_training_out_of_fold": model.info["cv_auc_out_of_fold"]})
+        return model, info
     labelled = data.subset(complete_outcome_rows(data.table, "os"))
     time, event = survival_outcome(labelled.table, "os")
     risk = model.risk_score(labelled)
     apparent = metrics.concordance_index(time, risk, event)
-    info = save(model, out_dir, data, seed, settings={k: v for k, v in options.items() if v is not None},
+    info = save(model, out_dir, data, seed, settings=settings,
                 metrics={"c_index_training_apparent": apparent,
                          "risk_group_km": risk_group_km(time, event, risk, model.cutoff)},
                 input_warnings=messages)

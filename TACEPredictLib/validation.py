@@ -132,3 +132,45 @@ def run_survival_validation(manifest_path, features_dir, out_dir, seed=0, test_f
     with open(os.path.join(out_dir, "validation.json"), "w", encoding="utf-8") as handle:
         json.dump(summary, handle, indent=1)
     return table, summary
+
+
+def run_response_validation(manifest_path, features_dir, out_dir, seed=0, test_fraction=0.3, n_bootstrap=1000,
+                            kinds=None, log=print):
+    """Seed 002's five radiomics classifiers of objective response, trained on the same training split as
+    the survival models and evaluated on its held-out cases (AUC with DeLong and bootstrap CIs, cut-off
+    summary, calibration, decision curve), plus DeLong tests of each against the best. Writes
+    ``models/<kind>/``, ``reports/<kind>/`` and ``comparison.csv``; returns ``(table, summary)``."""
+    from .report import evaluate_binary
+    from .response import KINDS, LABEL, objective_response
+    os.makedirs(out_dir, exist_ok=True)
+    train_path, test_path = split_manifest(manifest_path, test_fraction, seed)
+    train = CohortData(train_path, features_dir)
+    test = CohortData(test_path, features_dir)
+    test = test.subset(test.table.assign(**{LABEL: objective_response(test.table)}))
+    test = test.subset(test.table[test.table[LABEL].notna()])
+    rows, probabilities = [], {}
+    total = 0.0
+    for kind in kinds or KINDS:
+        start = clock.perf_counter()
+        model, info = models.train_bundle("response", kind, train, os.path.join(out_dir, "models", kind), seed=seed)
+        seconds = clock.perf_counter() - start
+        total += seconds
+        result, predictions = evaluate_binary(model, test, LABEL, os.path.join(out_dir, "reports", kind),
+                                              n_bootstrap=n_bootstrap, seed=seed)
+        probabilities[kind] = predictions["probability"].to_numpy()
+        rows.append({"model": kind, "features": len(model.features), "train_seconds": seconds,
+                     "auc_train_out_of_fold": info["metrics"]["auc_training_out_of_fold"], **result})
+        log(f"  {kind:9s} AUC held-out {result['auc']:.3f} ({result['auc_delong_lower']:.3f}-"
+            f"{result['auc_delong_upper']:.3f}), {len(model.features)} features, train {seconds:.1f} s")
+    table = pd.DataFrame(rows)
+    best = table.loc[table["auc"].idxmax(), "model"]
+    label = test.table[LABEL].to_numpy(dtype=int)
+    tests = [M.delong_test(label, probabilities[best], probabilities[k]) if k != best else None
+             for k in table["model"]]
+    table["delong_p_vs_best"] = [t["p"] if t else np.nan for t in tests]
+    table.to_csv(os.path.join(out_dir, "comparison.csv"), index=False)
+    summary = {"train_cases": len(train.table), "test_cases": len(label), "test_responders": int(label.sum()),
+               "best": best, "train_seconds_all_models": total, "synthetic": train.synthetic}
+    with open(os.path.join(out_dir, "validation.json"), "w", encoding="utf-8") as handle:
+        json.dump(summary, handle, indent=1)
+    return table, summary
