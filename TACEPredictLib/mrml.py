@@ -256,9 +256,10 @@ def run_case(scene, phases, segmentation=None, segment_id=None, labelmap=None, l
     Grad-CAM heat-map volumes on the first phase's geometry. Returns a dict of nodes, the tables and timings.
     """
     import shutil
+    import tempfile
     import time as clock
 
-    from .patient import new_work_folder, predict_patient, write_case
+    from .patient import predict_patient, write_case
     start = clock.perf_counter()
     phases = {column: node for column, node in phases.items() if node is not None}
     if not phases:
@@ -272,7 +273,7 @@ def run_case(scene, phases, segmentation=None, segment_id=None, labelmap=None, l
     else:
         raise InputError("no tumour segmentation given", case_id, "seg", "choose a segmentation and its segment")
     own_folder = work_folder is None
-    folder = work_folder or new_work_folder()
+    folder = work_folder or tempfile.mkdtemp(prefix="tacepredict_case_")
     timings = {"read nodes": clock.perf_counter() - start}
     try:
         manifest_path = write_case(folder, case_id, images, mask, clinical)

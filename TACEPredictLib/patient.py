@@ -10,7 +10,6 @@ recorded.
 from __future__ import annotations
 
 import os
-import tempfile
 import time as clock
 
 import numpy as np
@@ -73,6 +72,8 @@ class PatientData(CohortData):
         self._icc = None
         self._extracted = {}  # family -> extraction settings used
         self._cases = {}  # (phases, register) -> CaseImages
+        # The feature-extraction settings of the model being predicted (its bundle's), set per model.
+        self.extraction_settings = None
         self.timings = {}
 
     def _long_features(self):
@@ -128,10 +129,8 @@ class PatientData(CohortData):
         self._extracted[family] = settings
 
     def features(self, phases, family, names=None, icc_filter=False):
-        self.extract(family, self._settings_hint, names)
+        self.extract(family, self.extraction_settings, names)
         return super().features(phases, family, names=names, icc_filter=False)
-
-    _settings_hint = None
 
     def feature_table(self):
         """Extracted features, one row per feature and one column per phase."""
@@ -180,7 +179,7 @@ def predict_patient(manifest_path, bundles=(), builtin=(("aggressive-pd", "clini
         row = {"case_id": case_id, "task": model.task, "model": model.label, "provenance": model.provenance,
                "notice": model.notice}
         try:
-            data._settings_hint = (info or {}).get("training", {}).get("feature_extraction")
+            data.extraction_settings = (info or {}).get("training", {}).get("feature_extraction")
             if model.task == "survival":
                 result, curve = _survival_rows(model, data)
                 row.update(result)
@@ -200,7 +199,3 @@ def predict_patient(manifest_path, bundles=(), builtin=(("aggressive-pd", "clini
     results["error"] = results["error"].fillna("")
     return {"results": results, "curves": curves, "km": km, "features": data.feature_table(),
             "timings": data.timings, "data": data, "models": [(m, i) for m, i, _ in loaded]}
-
-
-def new_work_folder(prefix="tacepredict_case_"):
-    return tempfile.mkdtemp(prefix=prefix)
