@@ -48,9 +48,10 @@ RESPONSE_COEF = {"ze": 1.2, "zs": -0.8, "zh": -0.7, "zn": -0.5, "capsule_intact"
                  "child_pugh_b": -0.3}
 RESPONSE_NOISE_SCALE = 0.55  # logistic noise
 RESPONSE_CUTS = (1.45, 0.05, -1.25)  # latent score above cut -> CR, PR, SD; below the last -> PD
-APD_COEF = {"intercept": -1.95, "size_mm": 0.009, "cirrhosis": 0.7009, "fusion_lesion": 0.5365,
+APD_COEF = {"intercept": -1.6, "size_mm": 0.009, "cirrhosis": 0.7009, "fusion_lesion": 0.5365,
             "capsule_non_intact": -0.4967, "capsule_intact": -1.7083, "nodule_in_nodule": 0.6375,
-            "zh": 0.9, "zn": 0.5, "pvi": 0.6}
+            "zh": 1.5, "zn": 1.0, "pvi": 0.6}
+APD_DAYS = (30.0, 120.0)  # aggressive progression: earliest day, mean delay after it (exponential)
 
 
 def _smooth_noise(shape, rng, factor):
@@ -168,7 +169,7 @@ def outcomes(case_index, seed, latent, c):
               + a["capsule_intact"] * capsule_intact + a["nodule_in_nodule"] * c["nodule_in_nodule"]
               + a["zh"] * latent["zh"] + a["zn"] * latent["zn"] + a["pvi"] * pvi)
     aggressive = rng.uniform() < _logistic(lp_apd)
-    apd_time = 60.0 + rng.exponential(300.0)
+    apd_time = APD_DAYS[0] + rng.exponential(APD_DAYS[1])
     apd_event = int(aggressive and apd_time <= os_days)
     apd_days = apd_time if apd_event else os_days
 

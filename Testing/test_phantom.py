@@ -124,4 +124,4 @@ def test_ground_truth_carries_image_and_clinical_signal():
     assert 0.8 < _auc(df["lp_response"].to_numpy(), objective) < 0.98
     apd = df["aggressive_pd"].to_numpy()
     assert 0.1 < apd.mean() < 0.45
-    assert 0.7 < _auc(df["lp_aggressive_pd"].to_numpy(), apd) < 0.95
+    assert 0.75 < _auc(df["lp_aggressive_pd"].to_numpy(), apd) < 0.95
