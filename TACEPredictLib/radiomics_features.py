@@ -16,7 +16,9 @@ import SimpleITK as sitk
 
 from . import InputError
 
-DEFAULT_PARAMS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "Resources", "radiomics_ct.yaml")
+RESOURCES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "Resources")
+DEFAULT_PARAMS = os.path.join(RESOURCES, "radiomics_ct.yaml")
+PRESETS = {"ct": DEFAULT_PARAMS, "ct-fast": os.path.join(RESOURCES, "radiomics_ct_fast.yaml")}
 
 NOT_INSTALLED = ("pyradiomics is not installed, so radiomics features are unavailable (deep features, clinical "
                  "models and the aggressive-PD clinical-semantic score still work). pyradiomics often fails to "
@@ -34,18 +36,26 @@ def available():
     return True, getattr(radiomics, "__version__", "unknown")
 
 
+def resolve_params(params):
+    """A preset name (``ct``, ``ct-fast``) to its file in Resources; None to the ``ct`` defaults; else as given."""
+    if params is None:
+        return DEFAULT_PARAMS
+    return PRESETS.get(params, params) if isinstance(params, str) else params
+
+
 def make_extractor(params=None):
-    """A configured ``RadiomicsFeatureExtractor``: ``params`` is a YAML/JSON file, a dict in pyradiomics'
-    parameter-file layout, or None for TACEPredict's CT defaults."""
+    """A configured ``RadiomicsFeatureExtractor``: ``params`` is a preset name (``ct``, the default, or
+    ``ct-fast``), a YAML/JSON file, or a dict in pyradiomics' parameter-file layout."""
     ok, detail = available()
     if not ok:
         raise InputError(detail, column="radiomics", fix=INSTALL_HINT)
     from radiomics import featureextractor
     logging.getLogger("radiomics").setLevel(logging.ERROR)
-    params = DEFAULT_PARAMS if params is None else params
+    params = resolve_params(params)
     if isinstance(params, str) and not os.path.isfile(params):
         raise InputError(f"radiomics parameter file not found: {params}", column="radiomics-params",
-                         fix=f"give a pyradiomics YAML file, e.g. a copy of {DEFAULT_PARAMS}")
+                         fix=f"give a preset ({', '.join(PRESETS)}) or a pyradiomics YAML file, e.g. a copy of "
+                         f"{DEFAULT_PARAMS}")
     try:
         return featureextractor.RadiomicsFeatureExtractor(params)
     except Exception as exc:  # pykwalify's schema errors and YAML errors have no common base
