@@ -246,6 +246,8 @@ class CohortData:
         self.features_dir = os.path.abspath(features_dir) if features_dir else None
         self._features = None
         self._icc = None
+        self._patch_files = None
+        self._patch_cache = {}  # shared with subsets: each case's patches are read once
         self.synthetic = is_synthetic(self.manifest_path)
 
     def subset(self, table):
@@ -275,6 +277,34 @@ class CohortData:
     def icc(self):
         self._long_features()
         return self._icc
+
+    def patches(self, name):
+        """The extraction's patch set ``name`` (``sampling.PATCH_SETS``) of each case, in case order: a list of
+        (N, 1, H, W) int16 HU arrays."""
+        if self.features_dir is None:
+            raise InputError("this model needs the lesion patches of an extraction", column="--features",
+                             fix="give --features with the folder `tacepredict extract` wrote")
+        index_path = os.path.join(self.features_dir, "patches.csv")
+        if not os.path.isfile(index_path):
+            raise InputError(f"no patches.csv in {self.features_dir}: it was extracted without lesion patches",
+                             column="--features", fix="re-run `tacepredict extract` with this TACEPredict")
+        if self._patch_files is None:
+            index = pd.read_csv(index_path)
+            self._patch_files = dict(zip(index["case_id"].astype(str), index["file"]))
+        out = []
+        for case_id in self.case_ids:
+            if case_id not in self._patch_files:
+                raise InputError(f"no lesion patches for this case in {self.features_dir}", case_id, "--features",
+                                 "extract the case (see failures.csv in the extraction folder)")
+            if case_id not in self._patch_cache:
+                with np.load(os.path.join(self.features_dir, self._patch_files[case_id])) as stored:
+                    self._patch_cache[case_id] = {k: stored[k] for k in stored.files}
+            stored = self._patch_cache[case_id]
+            if name not in stored:
+                raise InputError(f"the case has no '{name}' patches (its phase is missing)", case_id, "--features",
+                                 "give the case the phase that patch set needs (sampling.PATCH_SETS)")
+            out.append(stored[name])
+        return out
 
     def features(self, phases, family, names=None, icc_filter=False):
         """Wide feature matrix (cases x ``phase:family:feature``) of this cohort's cases, in case order."""

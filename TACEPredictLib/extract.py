@@ -37,7 +37,7 @@ class ExtractionSettings:
     phases: tuple = ("ct_ap", "ct_pvp")
     register: str = "rigid"                  # none, rigid or affine (to the reference phase)
     radiomics: bool = True
-    radiomics_params: str | None = None      # pyradiomics YAML; None = Resources/radiomics_ct.yaml
+    radiomics_params: str | None = None      # preset (ct, ct-fast) or pyradiomics YAML; None = the ct preset
     deep: tuple = ("densenet121",)           # backbones; empty for none
     weights: str = "imagenet"                # imagenet, random, or a checkpoint file
     sampling: str = "centre"                 # centre (largest slice, 224 px) or inside (patches inside the ROI)
@@ -45,6 +45,7 @@ class ExtractionSettings:
     device: str = "auto"
     precision: str = "auto"
     icc_cases: int = 30                      # cases that also get features of their other delineations
+    patches: bool = True                     # store the image CNNs' patch sets (sampling.PATCH_SETS) per case
     threads: int = 0                         # torch/ITK threads per worker; 0 = cores / workers
 
     def cache_key_data(self):
@@ -56,8 +57,8 @@ class ExtractionSettings:
         data["deep"] = list(self.deep)
         params = self.radiomics_params
         if self.radiomics:
-            from .radiomics_features import DEFAULT_PARAMS
-            data["radiomics_params"] = sha256_file(params or DEFAULT_PARAMS)
+            from .radiomics_features import resolve_params
+            data["radiomics_params"] = sha256_file(resolve_params(params))
         if self.weights not in ("imagenet", "random") and self.deep:
             data["weights"] = sha256_file(self.weights)
         if self.weights == "random" and self.deep:
@@ -151,10 +152,12 @@ def deep_patches(volume, mask, sampling, normalisation="zscore"):
     return np.stack([to_three_channels(a) for a in normalised]), patches
 
 
-def extract_case(manifest, row, settings, with_readers=False, case=None, radiomics_names=None):
+def extract_case(manifest, row, settings, with_readers=False, case=None, radiomics_names=None, patch_features=None):
     """Features of one case as a tidy DataFrame, plus its registration records and provenance. ``case``: the
     already loaded ``CaseImages`` (settings' phases and registration); ``radiomics_names``: {phase: radiomics
-    features (``imagetype_class_feature``)} to compute only those, e.g. the few a fitted model reads."""
+    features (``imagetype_class_feature``)} to compute only those, e.g. the few a fitted model reads;
+    ``patch_features``: a dict that receives each backbone's per-patch vectors, ``<backbone>_<phase>`` -> (N, D),
+    before they are averaged (the main delineation only)."""
     import SimpleITK as sitk
 
     from .preprocess import load_case
@@ -197,7 +200,10 @@ def extract_case(manifest, row, settings, with_readers=False, case=None, radiomi
                 extractor = _deep_extractor(backbone, settings.weights, settings.device, settings.precision)
                 provenance[backbone] = extractor.provenance
                 patches, _ = deep_patches(volume, mask, settings.sampling, settings.normalisation)
-                vector = extractor.features(patches).mean(0)
+                vectors = extractor.features(patches)
+                if patch_features is not None and reader == MAIN_READER:
+                    patch_features[f"{backbone}_{phase}"] = vectors
+                vector = vectors.mean(0)
                 label = _weights_label(extractor.provenance)
                 records += [(case.case_id, phase, reader, backbone, f"{backbone}_{i:04d}", float(v), label)
                             for i, v in enumerate(vector)]
@@ -217,7 +223,22 @@ def _run_task(task):
         manifest = Manifest(pd.DataFrame([task["row"]]), task["root"])
         row = manifest.table.iloc[0]
         settings = ExtractionSettings(**task["settings"])
-        table, registration, provenance = extract_case(manifest, row, settings, task["with_readers"])
+        from .preprocess import load_case
+        case = load_case(manifest, row, settings.phases, settings.register,
+                         readers=manifest.extra_seg_columns if task["with_readers"] else [])
+        per_patch = {}
+        table, registration, provenance = extract_case(manifest, row, settings, task["with_readers"], case=case,
+                                                       patch_features=per_patch)
+        if settings.patches:
+            from .sampling import lesion_patches
+            patches = lesion_patches(case)
+            if settings.sampling == "inside":  # the same patches as the "inside" set: keep their deep features
+                patches.update({f"inside_{key}": value for key, value in per_patch.items()})
+
+            def write_patches(path):
+                with open(path, "wb") as handle:  # a file object: savez would append .npz to the temporary name
+                    np.savez_compressed(handle, **patches)
+            _write_atomic(task["cache"] + ".patches.npz", write_patches)
         _write_atomic(features_path, lambda p: table.to_parquet(p, index=False))
         meta = {"case_id": case_id, "registration": registration, "provenance": provenance,
                 "seconds": time.monotonic() - start}
@@ -296,7 +317,8 @@ def _case_tasks(manifest, settings, out_dir):
 
 
 def _is_cached(task):
-    return os.path.isfile(task["cache"] + ".parquet") and os.path.isfile(task["cache"] + ".json")
+    return (os.path.isfile(task["cache"] + ".parquet") and os.path.isfile(task["cache"] + ".json")
+            and (not task["settings"]["patches"] or os.path.isfile(task["cache"] + ".patches.npz")))
 
 
 def _run(tasks, workers, dask_address, threads, on_result):
@@ -375,7 +397,7 @@ def _assemble(manifest, manifest_path, out_dir, settings, tasks, failures, compu
     from .reproducibility import ICC_FORM, ICC_THRESHOLD, icc_table
 
     failed = {f["case_id"] for f in failures}
-    frames, registration, provenance = [], [], {}
+    frames, registration, provenance, patch_index = [], [], {}, []
     for task in tasks:
         if task["case_id"] in failed or not _is_cached(task):
             continue
@@ -384,6 +406,9 @@ def _assemble(manifest, manifest_path, out_dir, settings, tasks, failures, compu
             meta = json.load(handle)
         registration += meta["registration"]
         provenance.update(meta["provenance"])
+        if settings.patches:
+            patch_index.append({"case_id": task["case_id"],
+                                "file": os.path.relpath(task["cache"] + ".patches.npz", out_dir)})
     features = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=FEATURE_COLUMNS)
     failures_table = pd.DataFrame(failures, columns=FAILURE_COLUMNS)
 
@@ -401,6 +426,9 @@ def _assemble(manifest, manifest_path, out_dir, settings, tasks, failures, compu
         _write_atomic(os.path.join(out_dir, "features_other_readers.parquet"),
                       lambda p: others.to_parquet(p, index=False))
     _write_atomic(os.path.join(out_dir, "failures.csv"), lambda p: failures_table.to_csv(p, index=False))
+    if settings.patches:
+        _write_atomic(os.path.join(out_dir, "patches.csv"),
+                      lambda p: pd.DataFrame(patch_index, columns=["case_id", "file"]).to_csv(p, index=False))
     _write_atomic(os.path.join(out_dir, "registration.csv"),
                   lambda p: pd.DataFrame(registration).to_csv(p, index=False))
 

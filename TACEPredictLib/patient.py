@@ -132,6 +132,24 @@ class PatientData(CohortData):
         self.extract(family, self.extraction_settings, names)
         return super().features(phases, family, names=names, icc_filter=False)
 
+    def patches(self, name):
+        """The case's lesion patch set ``name`` (``sampling.PATCH_SETS``), cut from its loaded images as the
+        extraction does (with the model's phases and registration)."""
+        from .sampling import PATCH_SETS, lesion_patches
+        case_id = self.case_ids[0]
+        if case_id not in self._patch_cache:
+            settings = self.extraction_settings or {}
+            phases = [p for p in settings.get("phases", ("ct_ap", "ct_pvp")) if p in self.manifest.phases]
+            start = clock.perf_counter()
+            self._patch_cache[case_id] = lesion_patches(self.case(phases, settings.get("register", "rigid")))
+            self.timings["lesion patches"] = clock.perf_counter() - start
+        stored = self._patch_cache[case_id]
+        if name not in stored:
+            phase = PATCH_SETS.get(name.split("_")[0], (None,))[0]
+            raise InputError(f"the model needs the '{name}' patches, whose phase the case lacks", case_id, phase,
+                             f"choose the {phase} CT volume")
+        return [stored[name]]
+
     def feature_table(self):
         """Extracted features, one row per feature and one column per phase."""
         if not len(self._features):

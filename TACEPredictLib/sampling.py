@@ -223,3 +223,31 @@ class Augmenter:
         offset = centre - matrix @ centre + rng.uniform(-self.shift, self.shift, 2) * size
         return np.stack([ndimage.affine_transform(c, matrix, offset=offset, order=1, mode="nearest")
                          for c in image])
+
+
+# -------------------------------------------------------------------------------------------- patch sets
+
+# What each image CNN reads (name -> phase, sampler). Stored by the extraction per case as HU (int16), so the
+# networks train from a cache instead of re-reading and re-registering every CT.
+PATCH_SETS = {
+    "centre": ("ct_ap", "largest slice, 224 x 224 centred on the lesion (seed 002's CNN)"),
+    "inside": ("ct_ap", "largest square inside the ROI on the largest slice and its neighbours, 224 x 224 "
+                        "(seed 003's mRECIST network)"),
+    "boxes": ("ct_pvp", "every lesion slice's box plus 5 pixels, 128 x 128 (seed 004's Model_D)"),
+}
+
+
+def lesion_patches(case):
+    """The patch sets of one loaded case (``preprocess.CaseImages``): {name: (N, 1, H, W) int16 HU}, plus
+    ``<name>_slices`` with each patch's slice index. A set whose phase the case lacks is left out."""
+    mask = case.mask_array()
+    samplers = {"centre": lambda v: [centre_patch(v, mask)], "inside": lambda v: inside_patches(v, mask),
+                "boxes": lambda v: slice_boxes(v, mask)}
+    out = {}
+    for name, (phase, _) in PATCH_SETS.items():
+        if phase not in case.phases:
+            continue
+        patches = samplers[name](case.array(phase))
+        out[name] = np.clip(np.round(np.stack([p.array for p in patches])), -32768, 32767).astype(np.int16)
+        out[name + "_slices"] = np.array([p.slice_index for p in patches], np.int32)
+    return out
