@@ -24,8 +24,11 @@ from slicer.util import VTKObservationMixin
 REQUIREMENTS_FILE = os.path.join(os.path.dirname(__file__), "Resources", "requirements.txt")
 # The default model-bundle folder (every sub-folder holding a model.json is used); a Slicer setting.
 BUNDLE_FOLDER_SETTING = "TACEPredict/BundleFolder"
-COHORT_MODELS = ["nomogram", "clinical-cox", "signature", "lasso-cox", "dlop",
-                 "clinical-semantic"]  # survival kinds, then the published aggressive-PD score (evaluate only)
+# The cohort section's model choices: model kind -> task ("clinical-semantic" is published: evaluate only).
+COHORT_MODELS = {"nomogram": "survival", "clinical-cox": "survival", "signature": "survival",
+                 "lasso-cox": "survival", "dlop": "survival", "rf": "response", "linear": "response",
+                 "cnn": "response", "rf+cnn": "response", "resnet50": "mrecist", "csd": "aggressive-pd",
+                 "clinical-semantic": "aggressive-pd"}
 
 
 class TACEPredict(ScriptedLoadableModule):
@@ -175,8 +178,9 @@ class TACEPredictWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.cohortOutEdit.filters = ctk.ctkPathLineEdit.Dirs
         form.addRow("Output folder:", self.cohortOutEdit)
         self.trainModelCombo = qt.QComboBox()
-        self.trainModelCombo.addItems(COHORT_MODELS)
-        self.trainModelCombo.toolTip = "A survival model kind, or the published aggressive-progression score"
+        self.trainModelCombo.addItems(list(COHORT_MODELS))
+        self.trainModelCombo.toolTip = ("A model kind (its task: " + ", ".join(
+            f"{k} {v}" for k, v in COHORT_MODELS.items()) + "); clinical-semantic is the published score")
         form.addRow("Model:", self.trainModelCombo)
         self.extractButton = qt.QPushButton("Extract")
         self.trainButton = qt.QPushButton("Train")
@@ -587,8 +591,8 @@ class TACEPredictLogic(ScriptedLoadableModuleLogic):
         model_dir = os.path.join(out, "models", model)
         if action == "train":
             extra = ["--features", features] if os.path.isdir(features) else []
-            return base + ["train", "--task", "survival", "--model", model, "--manifest", manifest, "--out",
-                           model_dir] + extra, model_dir
+            return base + ["train", "--task", COHORT_MODELS.get(model, "survival"), "--model", model, "--manifest",
+                           manifest, "--out", model_dir] + extra, model_dir
         if action == "evaluate":
             report = os.path.join(out, "reports", model)
             extra = ["--features", features] if os.path.isdir(features) else []

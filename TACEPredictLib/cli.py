@@ -89,21 +89,19 @@ def cmd_demo(args):
     # the tumour fills a small part, their features describe mostly the liver, so the demo samples inside it and
     # keeps absolute HU (the HU window), which a per-patch z-score removes (scripts/compare_deep_settings.py).
     sampling, normalisation = ("centre", "zscore") if weights == "imagenet" else ("inside", "window")
-    print(f"feature extraction: radiomics, DenseNet121 and ResNet50 ({weights} weights, {sampling} patches, "
-          f"{normalisation} normalisation) of the arterial and portal phases")
+    print(f"feature extraction: radiomics (ct-fast preset), DenseNet121 and ResNet50 ({weights} weights, {sampling} "
+          f"patches, {normalisation} normalisation) of the arterial and portal phases, and the CNNs' lesion patches")
     status |= cmd_extract(argparse.Namespace(
         manifest=manifest, out=features, phases="ct_ap,ct_pvp", register="rigid",
-        no_radiomics=False, radiomics_params=None, deep=",".join(DEMO_BACKBONES), weights=weights,
+        no_radiomics=False, radiomics_params="ct-fast", deep=",".join(DEMO_BACKBONES), weights=weights,
         sampling=sampling, normalisation=normalisation, device="auto", precision="auto", icc_cases=30,
         workers=args.workers, dask=None,
         quiet=False))
     if args.models:
         status |= _demo_survival(manifest, features, os.path.join(args.out, "survival"), args.seed)
         status |= _demo_response(manifest, features, os.path.join(args.out, "response"), args.seed)
-        print("aggressive progression: the published clinical-semantic score (no training) on every demo case")
-        status |= cmd_evaluate(argparse.Namespace(
-            task="aggressive-pd", model="clinical-semantic", manifest=manifest, features=None, bootstrap=1000,
-            seed=args.seed, out=os.path.join(args.out, "aggressive_pd", "clinical-semantic")))
+        status |= _demo_mrecist(manifest, features, os.path.join(args.out, "mrecist"), args.seed, weights)
+        status |= _demo_aggressive(manifest, features, os.path.join(args.out, "aggressive_pd"), args.seed)
     if args.hcc_tace_seg:
         imported = os.path.join(args.out, "hcc_tace_seg_manifest.csv")
         status |= cmd_import(argparse.Namespace(clinical=args.hcc_tace_seg, out=imported))
@@ -139,6 +137,22 @@ def _demo_response(manifest, features, out, seed):
     table, summary = run_response_validation(manifest, features, out, seed=seed)
     print(f"trained {len(table)} response model(s) in {summary['train_seconds_all_models']:.1f} s; best held-out "
           f"AUC {table['auc'].max():.3f} ({summary['best']}); comparison in {os.path.join(out, 'comparison.csv')}")
+    return 0
+
+
+def _demo_mrecist(manifest, features, out, seed, weights):
+    """Seed 003's ResNet-50 (frozen, cached features; a trained softmax head) on the same split."""
+    from .validation import run_mrecist_validation
+    print(f"mRECIST (CR / PR / SD / PD), ResNet-50 on patches inside the ROI ({weights} weights), same split:")
+    run_mrecist_validation(manifest, features, out, seed=seed, weights=weights)
+    return 0
+
+
+def _demo_aggressive(manifest, features, out, seed):
+    """Seed 004: the published Model_CS, and Model_D and Model_CSD trained on the same split."""
+    from .validation import run_aggressive_validation
+    print("aggressive progression: Model_CS (published, untrained), Model_D and Model_CSD (trained), same split:")
+    run_aggressive_validation(manifest, features, out, seed=seed)
     return 0
 
 
@@ -190,7 +204,8 @@ def cmd_train(args):
     from . import models
     data = _cohort(args)
     options = {"variant": args.variant, "p_threshold": args.p_threshold, "family": args.family,
-               "covariates": args.covariates.split(",") if args.covariates else None}
+               "covariates": args.covariates.split(",") if args.covariates else None, "epochs": args.epochs,
+               "weights": args.weights, "device": args.device}
     print(RESEARCH_USE_NOTICE)
     start = time.monotonic()
     _, info = models.train_bundle(args.task, args.model, data, args.out, seed=args.seed, **options)
@@ -219,9 +234,9 @@ def cmd_evaluate(args):
     model, provenance = _model_for(args)
     print(RESEARCH_USE_NOTICE)
     print(provenance)
-    if model.task in ("aggressive-pd", "response"):
+    if model.task in ("aggressive-pd", "response", "mrecist"):
         data, label = _cohort(args), "aggressive_pd"
-        if model.task == "response":
+        if model.task in ("response", "mrecist"):  # mrecist: P(CR) + P(PR) against the objective response
             from .response import LABEL, objective_response
             data, label = data.subset(data.table.assign(**{LABEL: objective_response(data.table)})), LABEL
         result, _ = evaluate_binary(model, data, label, args.out, n_bootstrap=args.bootstrap, seed=args.seed)
@@ -279,7 +294,8 @@ def build_parser():
     p.add_argument("--register", choices=["none", "rigid", "affine"], default="rigid",
                    help="align the other phases to the reference phase (default: rigid)")
     p.add_argument("--no-radiomics", action="store_true", help="deep features only")
-    p.add_argument("--radiomics-params", default=None, help="pyradiomics YAML (default: Resources/radiomics_ct.yaml)")
+    p.add_argument("--radiomics-params", default=None, help="a preset, ct (default: seed 002's original + wavelet + LoG, 1,223 features "
+                   "per phase) or ct-fast (original + LoG 2 and 4 mm, 293), or your pyradiomics YAML")
     p.add_argument("--deep", default="densenet121",
                    help="comma-separated backbones: densenet121, resnet50, resnet101, or none")
     p.add_argument("--weights", default="imagenet",
@@ -314,9 +330,11 @@ def build_parser():
     p.set_defaults(func=cmd_split)
 
     p = sub.add_parser("train", help="train a model into a bundle folder")
-    p.add_argument("--task", required=True, choices=["survival", "response"])
+    p.add_argument("--task", required=True, choices=["survival", "response", "mrecist", "aggressive-pd"])
     p.add_argument("--model", required=True, help="survival: signature, nomogram, dlop, lasso-cox, clinical-cox; "
-                                                  "response: linear, logistic, svm, gbm, rf")
+                                                  "response: linear, logistic, svm, gbm, rf, cnn, or an integration "
+                                                  "<classifier>+cnn / <classifier>+size (e.g. rf+cnn); mrecist: "
+                                                  "resnet50; aggressive-pd: cnn (Model_D), csd (Model_CSD)")
     p.add_argument("--manifest", required=True, help="training manifest CSV")
     p.add_argument("--features", default=None, help="folder written by `tacepredict extract` (image models)")
     p.add_argument("--out", required=True, help="model bundle folder to write")
@@ -328,6 +346,10 @@ def build_parser():
     p.add_argument("--covariates", default=None,
                    help="comma-separated candidate clinical columns, extra manifest columns included "
                         "(default: the known pre-treatment columns the manifest has)")
+    p.add_argument("--epochs", type=int, default=None, help="image networks: the most training epochs")
+    p.add_argument("--weights", default=None,
+                   help="mrecist: the ResNet-50 backbone's weights, imagenet or random (default: random)")
+    p.add_argument("--device", default=None, help="image networks: auto (default), cpu, cuda or mps")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_train)
 

@@ -12,15 +12,27 @@ from .bundle import load_bundle, save_bundle
 from .covariates import InputWarning, complete_outcome_rows, survival_outcome
 
 
+BINARY_TASKS = ("response", "mrecist", "aggressive-pd")  # measured by the AUC of a probability
+
+
 def model_classes(task):
     if task == "survival":
         from .dlop import DLOPCombin
         from .survival import MODEL_CLASSES
         return {**MODEL_CLASSES, DLOPCombin.kind: DLOPCombin}
     if task == "response":
+        from .cnn import ResponseCNN
+        from .ensembles import INTEGRATIONS, ResponseIntegration
         from .response import MODEL_CLASSES as RESPONSE_CLASSES
-        return RESPONSE_CLASSES
-    raise InputError(f"unknown task '{task}'", column="--task", fix="use survival or response")
+        return {**RESPONSE_CLASSES, ResponseCNN.kind: ResponseCNN, **{k: ResponseIntegration for k in INTEGRATIONS}}
+    if task == "mrecist":
+        from .cnn import MRecistNet
+        return {MRecistNet.kind: MRecistNet}
+    if task == "aggressive-pd":
+        from .cnn import ModelD
+        from .ensembles import ModelCSD
+        return {ModelD.kind: ModelD, ModelCSD.kind: ModelCSD}
+    raise InputError(f"unknown task '{task}'", column="--task", fix="use survival, response, mrecist or aggressive-pd")
 
 
 def make_model(task, kind, **options):
@@ -54,10 +66,16 @@ def training_summary(data, task):
     if task == "survival":
         time, event = survival_outcome(table, "os")
         summary.update(events=int(event.sum()), median_follow_up_days=float(np.median(time)))
-    if task == "response":
+    if task in ("response", "mrecist"):
         from .response import objective_response
         label = objective_response(table).dropna()
         summary.update(cases=int(len(label)), responders=int(label.sum()))
+        if task == "mrecist":
+            summary["classes"] = {str(k): int(v) for k, v in table["response"].value_counts().items()}
+    if task == "aggressive-pd":
+        from .cnn import aggressive_label
+        label = aggressive_label(table).dropna()
+        summary.update(cases=int(len(label)), events=int(label.sum()))
     return summary
 
 
@@ -116,11 +134,16 @@ def train_bundle(task, kind, data, out_dir, seed=0, **options):
     from . import metrics
     model, messages = train(task, kind, data, seed=seed, **options)
     settings = {k: v for k, v in options.items() if v is not None}
-    if task == "response":
+    if task in BINARY_TASKS:
         labelled, label = model.labelled(data)
-        info = save(model, out_dir, data, seed, settings=settings, input_warnings=messages, metrics={
-            "auc_training_apparent": metrics.roc_auc(label, model.probability(labelled)),
-            "auc_training_out_of_fold": model.info["cv_auc_out_of_fold"]})
+        if task == "mrecist":
+            label = (label <= 1).astype(int)  # objective response = CR or PR
+        measured = {"auc_training_apparent": metrics.roc_auc(label, model.probability(labelled))}
+        measured.update({k: v for k, v in model.info.items() if k.startswith("auc_")})
+        info = save(model, out_dir, data, seed, settings=settings, input_warnings=messages, metrics=measured)
+        if kind == "csd":
+            from .report import plot_logistic_nomogram
+            plot_logistic_nomogram(model, os.path.join(out_dir, "nomogram.png"), model.notice)
         return model, info
     labelled = data.subset(complete_outcome_rows(data.table, "os"))
     time, event = survival_outcome(labelled.table, "os")

@@ -92,7 +92,7 @@ def evaluate_survival(model, data, out_dir, n_bootstrap=1000, seed=0, train_data
     return result, predictions
 
 
-def plot_kaplan_meier(time, event, groups, path, title, notice, p=None):
+def plot_kaplan_meier(time, event, groups, path, title, notice, p=None, ylabel="overall survival"):
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 4.5))
     for label in sorted(np.unique(groups)):
@@ -104,7 +104,7 @@ def plot_kaplan_meier(time, event, groups, path, title, notice, p=None):
         ax.fill_between(t, np.concatenate([[1.0], km["lower"]]), np.concatenate([[1.0], km["upper"]]), step="post",
                         alpha=0.15)
     ax.set_xlabel("years after TACE")
-    ax.set_ylabel("overall survival")
+    ax.set_ylabel(ylabel)
     ax.set_ylim(0, 1.02)
     ax.set_title(title + (f" (log-rank p = {p:.3g})" if p is not None else ""))
     ax.legend()
@@ -200,6 +200,53 @@ def plot_nomogram(model, path, notice):
     _save(fig, path, notice, bottom=0.04)
 
 
+def plot_logistic_nomogram(model, path, notice):
+    """Points nomogram of Model_CSD: the clinical-semantic score and Model_D's probability (on its logit scale)
+    to points, total points to the probability of aggressive progression, with the 0.28 high-risk cut-off."""
+    plt = _pyplot()
+    c = model.coefficients
+    cs_low, cs_high = model.info["cs_score_range"]
+    d_labels = np.array([0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.8, 0.9, 0.95])
+    d_logit = np.log(d_labels / (1 - d_labels))
+    cs_labels = np.array([float(f"{v:.2g}") for v in np.linspace(cs_low, cs_high, 6)])
+    rows = [("Model_CS score", c["cs_score"], cs_labels, cs_labels),
+            ("Model_D probability", c["d_logit"], d_labels, d_logit)]
+    spans = [abs(coef) * (values.max() - values.min()) for _, coef, _, values in rows]
+    scale = 100.0 / max(max(spans), 1e-12)
+    lp_min = c["intercept"] + sum(min(coef * values.min(), coef * values.max()) for _, coef, _, values in rows)
+    total_max = sum(spans) * scale
+    fig, ax = plt.subplots(figsize=(8, 3.6))
+    y = 6
+
+    def axis(label, positions, labels):
+        nonlocal y
+        y -= 1
+        ax.hlines(y, min(positions), max(positions), color="k", linewidth=0.8)
+        for x, text in zip(positions, labels):
+            ax.vlines(x, y, y + 0.15, color="k", linewidth=0.8)
+            ax.text(x, y + 0.22, text, ha="center", va="bottom", fontsize=7)
+        ax.text(-4, y, label, ha="right", va="center", fontsize=8)
+
+    axis("Points", np.linspace(0, 100, 11), [f"{v:.0f}" for v in np.linspace(0, 100, 11)])
+    for name, coef, labels, values in rows:
+        axis(name, (coef * values - min(coef * values.min(), coef * values.max())) * scale, [f"{v:g}" for v in labels])
+    totals = np.linspace(0, total_max, 9)
+    axis("Total points", totals, [f"{v:.0f}" for v in totals])
+    grid = np.linspace(0, total_max, 400)
+    probability = 1.0 / (1.0 + np.exp(-(lp_min + grid / scale)))
+    marks = [p for p in (0.02, 0.05, 0.1, 0.2, 0.28, 0.4, 0.6, 0.8, 0.9, 0.95, 0.98)
+             if probability.min() <= p <= probability.max()]
+    if len(marks) < 2:  # a narrow range: evenly spaced marks within it
+        marks = sorted({float(f"{p:.2g}") for p in np.linspace(probability.min(), probability.max(), 5)})
+    axis("P(aggressive progression)", [float(np.interp(p, probability, grid)) for p in marks],
+         [f"{p:g}" + (" (cut-off)" if p == model.cutoff else "") for p in marks])
+    ax.set_xlim(-40, max(110, total_max + 5))
+    ax.set_ylim(y - 1, 6.5)
+    ax.axis("off")
+    ax.set_title("Model_CSD nomogram (aggressive progression)")
+    _save(fig, path, notice, bottom=0.04)
+
+
 DECISION_THRESHOLDS = np.round(np.arange(0.01, 1.0, 0.01), 2)
 
 
@@ -276,3 +323,59 @@ def evaluate_binary(model, data, label_column, out_dir, n_bootstrap=1000, seed=0
     ax.legend()
     _save(fig, os.path.join(out_dir, "decision_curve.png"), notice)
     return result, predictions
+
+
+def plot_correlation(table, path, title, notice):
+    """Heat map of a square correlation table (the models' outputs on the same cases)."""
+    plt = _pyplot()
+    n = len(table)
+    fig, ax = plt.subplots(figsize=(1.0 + 0.45 * n, 0.8 + 0.45 * n))
+    image = ax.imshow(table.to_numpy(dtype=float), vmin=-1, vmax=1, cmap="RdBu_r")
+    ax.set_xticks(range(n), table.columns, rotation=60, ha="right", fontsize=7)
+    ax.set_yticks(range(n), table.index, fontsize=7)
+    for i in range(n):
+        for j in range(n):
+            ax.text(j, i, f"{table.iat[i, j]:.2f}", ha="center", va="center", fontsize=5.5)
+    fig.colorbar(image, ax=ax, shrink=0.8, label="Spearman correlation")
+    ax.set_title(title, fontsize=9)
+    _save(fig, path, notice, bottom=0.02)
+
+
+def plot_confusion(matrix, classes, path, title, notice):
+    """A confusion matrix (rows true, columns predicted) with counts and row percentages."""
+    plt = _pyplot()
+    matrix = np.asarray(matrix)
+    rows = matrix.sum(1, keepdims=True)
+    fig, ax = plt.subplots(figsize=(4.6, 4.2))
+    ax.imshow(matrix / np.maximum(rows, 1), vmin=0, vmax=1, cmap="Blues")
+    for i in range(len(classes)):
+        for j in range(len(classes)):
+            ax.text(j, i, f"{matrix[i, j]}\n{matrix[i, j] / max(rows[i, 0], 1):.0%}", ha="center", va="center",
+                    fontsize=8)
+    ax.set_xticks(range(len(classes)), classes)
+    ax.set_yticks(range(len(classes)), classes)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title, fontsize=9)
+    _save(fig, path, notice, bottom=0.04)
+
+
+def plot_class_rocs(label, probabilities, classes, path, title, notice):
+    """One-vs-rest ROC curve of every class; returns {class: AUC}."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(4.8, 4.8))
+    aucs = {}
+    for i, name in enumerate(classes):
+        truth = (np.asarray(label) == i).astype(int)
+        if truth.min() == truth.max():
+            continue
+        fpr, tpr, _ = M.roc_curve(truth, probabilities[:, i])
+        aucs[name] = M.roc_auc(truth, probabilities[:, i])
+        ax.plot(fpr, tpr, label=f"{name} vs rest: AUC {aucs[name]:.3f}")
+    ax.plot([0, 1], [0, 1], color="0.6", linestyle="--")
+    ax.set_xlabel("1 - specificity")
+    ax.set_ylabel("sensitivity")
+    ax.set_title(title, fontsize=9)
+    ax.legend(loc="lower right", fontsize=7)
+    _save(fig, path, notice)
+    return aucs

@@ -157,12 +157,13 @@ class RadiomicsResponseClassifier:
         out_of_fold = cross_val_predict(_estimator(self.kind, seed), X, y, cv=folds,
                                         method="predict_proba" if self.kind != "linear" else "predict")
         out_of_fold = np.clip(out_of_fold[:, 1] if out_of_fold.ndim == 2 else out_of_fold, 0, 1)
+        self.out_of_fold = out_of_fold  # what an integration is fitted on (not stored in the bundle)
         self.cutoff = float(youden_cutoff(y, out_of_fold)[0])
         self.estimator = _estimator(self.kind, seed).fit(X, y)
         from .metrics import roc_auc
         self.info = {"candidates": len(candidates), "features_available": int(wide.shape[1]),
                      "rfe_cv_auc": float(np.max(rfe.cv_results_["mean_test_score"])),
-                     "n_features": len(chosen), "cv_auc_out_of_fold": float(roc_auc(y, out_of_fold)),
+                     "n_features": len(chosen), "auc_training_out_of_fold": float(roc_auc(y, out_of_fold)),
                      "cases": int(len(y)), "responders": int(y.sum())}
         return self
 

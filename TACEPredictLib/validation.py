@@ -134,43 +134,194 @@ def run_survival_validation(manifest_path, features_dir, out_dir, seed=0, test_f
     return table, summary
 
 
+def _binary_comparison(table, label, probabilities, reference, cutoffs=None):
+    """Add to ``table`` (one row per model) the DeLong test against the best model and the NRI / IDI against
+    ``reference`` (continuous NRI, and categorical at ``cutoffs`` when given)."""
+    best = table.loc[table["auc"].idxmax(), "model"]
+    for name, other in (("best", best), ("reference", reference)):
+        tests = [M.delong_test(label, probabilities[m], probabilities[other]) if m != other else None
+                 for m in table["model"]]
+        table[f"delong_p_vs_{name}"] = [t["p"] if t else np.nan for t in tests]
+    table["nri_vs_reference"] = [M.nri(label, probabilities[reference], probabilities[m])["nri"]
+                                 if m != reference else np.nan for m in table["model"]]
+    if cutoffs is not None:
+        table["nri_categorical_vs_reference"] = [
+            M.nri(label, probabilities[reference], probabilities[m], cutoffs)["nri"] if m != reference else np.nan
+            for m in table["model"]]
+    idis = [M.idi(label, probabilities[reference], probabilities[m]) if m != reference else None
+            for m in table["model"]]
+    table["idi_vs_reference"] = [i["idi"] if i else np.nan for i in idis]
+    table["idi_p_vs_reference"] = [i["p"] if i else np.nan for i in idis]
+    return best
+
+
+def _split_data(manifest_path, features_dir, test_fraction, seed):
+    train_path, test_path = split_manifest(manifest_path, test_fraction, seed)
+    return CohortData(train_path, features_dir), CohortData(test_path, features_dir)
+
+
+def _write_summary(out_dir, table, summary):
+    table.to_csv(os.path.join(out_dir, "comparison.csv"), index=False)
+    with open(os.path.join(out_dir, "validation.json"), "w", encoding="utf-8") as handle:
+        json.dump(summary, handle, indent=1, default=float)
+
+
 def run_response_validation(manifest_path, features_dir, out_dir, seed=0, test_fraction=0.3, n_bootstrap=1000,
-                            kinds=None, log=print):
-    """Seed 002's five radiomics classifiers of objective response, trained on the same training split as
-    the survival models and evaluated on its held-out cases (AUC with DeLong and bootstrap CIs, cut-off
-    summary, calibration, decision curve), plus DeLong tests of each against the best. Writes
-    ``models/<kind>/``, ``reports/<kind>/`` and ``comparison.csv``; returns ``(table, summary)``."""
-    from .report import evaluate_binary
+                            kinds=None, integrations=True, log=print):
+    """Seed 002 on the survival models' training split, evaluated on its held-out cases: the five radiomics
+    classifiers, the CNN, and each classifier's integration with the CNN and with tumour size. Per model:
+    AUC with DeLong and bootstrap CIs, cut-off summary, calibration and decision curve; in ``comparison.csv``
+    the DeLong test against the best model and NRI / IDI against the best radiomics classifier; the Spearman
+    correlation of all models' outputs (``correlation.csv`` / ``.png``). Returns ``(table, summary)``."""
+    from .ensembles import ResponseIntegration
+    from .report import evaluate_binary, plot_correlation, report_notice
     from .response import KINDS, LABEL, objective_response
     os.makedirs(out_dir, exist_ok=True)
-    train_path, test_path = split_manifest(manifest_path, test_fraction, seed)
-    train = CohortData(train_path, features_dir)
-    test = CohortData(test_path, features_dir)
+    train, test = _split_data(manifest_path, features_dir, test_fraction, seed)
     test = test.subset(test.table.assign(**{LABEL: objective_response(test.table)}))
     test = test.subset(test.table[test.table[LABEL].notna()])
-    rows, probabilities = [], {}
+    rows, probabilities, trained = [], {}, {}
     total = 0.0
-    for kind in kinds or KINDS:
+
+    def evaluate(name, model, seconds, n_features):
+        result, predictions = evaluate_binary(model, test, LABEL, os.path.join(out_dir, "reports", name),
+                                              n_bootstrap=n_bootstrap, seed=seed)
+        probabilities[name] = predictions["probability"].to_numpy()
+        rows.append({"model": name, "features": n_features, "train_seconds": seconds, **result})
+        log(f"  {name:13s} AUC held-out {result['auc']:.3f} ({result['auc_delong_lower']:.3f}-"
+            f"{result['auc_delong_upper']:.3f}), train {seconds:.1f} s")
+
+    for kind in kinds or (*KINDS, "cnn"):
         start = clock.perf_counter()
-        model, info = models.train_bundle("response", kind, train, os.path.join(out_dir, "models", kind), seed=seed)
+        model, _ = models.train_bundle("response", kind, train, os.path.join(out_dir, "models", kind), seed=seed)
         seconds = clock.perf_counter() - start
         total += seconds
-        result, predictions = evaluate_binary(model, test, LABEL, os.path.join(out_dir, "reports", kind),
-                                              n_bootstrap=n_bootstrap, seed=seed)
-        probabilities[kind] = predictions["probability"].to_numpy()
-        rows.append({"model": kind, "features": len(model.features), "train_seconds": seconds,
-                     "auc_train_out_of_fold": info["metrics"]["auc_training_out_of_fold"], **result})
-        log(f"  {kind:9s} AUC held-out {result['auc']:.3f} ({result['auc_delong_lower']:.3f}-"
-            f"{result['auc_delong_upper']:.3f}), {len(model.features)} features, train {seconds:.1f} s")
+        trained[kind] = model
+        evaluate(kind, model, seconds, len(getattr(model, "features", [])) or np.nan)
+    if integrations:
+        labelled, y = trained[next(iter(trained))].labelled(train)
+        for cml in [k for k in KINDS if k in trained]:
+            for partner in ("cnn", "size"):
+                if partner == "cnn" and "cnn" not in trained:
+                    continue
+                start = clock.perf_counter()
+                name = f"{cml}+{partner}"
+                model = ResponseIntegration.from_components(name, labelled, trained[cml], trained.get("cnn"))
+                models.save(model, os.path.join(out_dir, "models", name), train, seed, metrics={
+                    "auc_training_apparent": M.roc_auc(y, model.probability(labelled))})
+                evaluate(name, model, clock.perf_counter() - start, len(trained[cml].features))
     table = pd.DataFrame(rows)
-    best = table.loc[table["auc"].idxmax(), "model"]
     label = test.table[LABEL].to_numpy(dtype=int)
-    tests = [M.delong_test(label, probabilities[best], probabilities[k]) if k != best else None
-             for k in table["model"]]
-    table["delong_p_vs_best"] = [t["p"] if t else np.nan for t in tests]
-    table.to_csv(os.path.join(out_dir, "comparison.csv"), index=False)
+    radiomics = table[table["model"].isin(KINDS)]
+    reference = radiomics.loc[radiomics["auc"].idxmax(), "model"] if len(radiomics) else table["model"].iloc[0]
+    best = _binary_comparison(table, label, probabilities, reference)
+    correlation = pd.DataFrame(probabilities, index=test.case_ids).corr(method="spearman")
+    correlation.to_csv(os.path.join(out_dir, "correlation.csv"))
+    plot_correlation(correlation, os.path.join(out_dir, "correlation.png"),
+                     "initial response: Spearman correlation of the models' held-out outputs",
+                     report_notice(trained[next(iter(trained))], test))
     summary = {"train_cases": len(train.table), "test_cases": len(label), "test_responders": int(label.sum()),
-               "best": best, "train_seconds_all_models": total, "synthetic": train.synthetic}
-    with open(os.path.join(out_dir, "validation.json"), "w", encoding="utf-8") as handle:
-        json.dump(summary, handle, indent=1)
+               "best": best, "reference": reference, "train_seconds_all_models": total, "synthetic": train.synthetic}
+    _write_summary(out_dir, table, summary)
+    return table, summary
+
+
+def run_mrecist_validation(manifest_path, features_dir, out_dir, seed=0, test_fraction=0.3, n_bootstrap=1000,
+                           weights="random", log=print):
+    """Seed 003's ResNet-50 on the same split: per-class one-vs-rest ROC / AUC and confusion matrices at patch
+    and patient level, and P(objective response) = P(CR) + P(PR) against the objective response (the binary
+    report). Returns ``(table, summary)``: one row per level."""
+    from .cnn import MRECIST_CLASSES, case_mean
+    from .report import evaluate_binary, plot_class_rocs, plot_confusion, report_notice
+    from .response import LABEL, objective_response
+    os.makedirs(out_dir, exist_ok=True)
+    train, test = _split_data(manifest_path, features_dir, test_fraction, seed)
+    start = clock.perf_counter()
+    model, _ = models.train_bundle("mrecist", "resnet50", train, os.path.join(out_dir, "models", "resnet50"),
+                                   seed=seed, weights=weights)
+    seconds = clock.perf_counter() - start
+    test, y_case = model.labelled(test)
+    test = test.subset(test.table.assign(**{LABEL: objective_response(test.table)}))
+    reports = os.path.join(out_dir, "reports", "resnet50")
+    binary, _ = evaluate_binary(model, test, LABEL, reports, n_bootstrap=n_bootstrap, seed=seed)
+    notice = report_notice(model, test)
+    p_patch, groups = model.patch_probabilities(test)
+    levels = {"patch": (y_case[groups], p_patch), "patient": (y_case, case_mean(p_patch, groups, len(y_case)))}
+    rows = []
+    for level, (truth, p) in levels.items():
+        predicted = p.argmax(1)
+        matrix = np.zeros((4, 4), int)
+        np.add.at(matrix, (truth, predicted), 1)
+        pd.DataFrame(matrix, index=[f"true_{c}" for c in MRECIST_CLASSES],
+                     columns=[f"predicted_{c}" for c in MRECIST_CLASSES]).to_csv(
+            os.path.join(reports, f"confusion_{level}.csv"))
+        plot_confusion(matrix, MRECIST_CLASSES, os.path.join(reports, f"confusion_{level}.png"),
+                       f"mRECIST confusion matrix ({level} level, held-out)", notice)
+        aucs = plot_class_rocs(truth, p, MRECIST_CLASSES, os.path.join(reports, f"roc_classes_{level}.png"),
+                               f"mRECIST one-vs-rest ROC ({level} level, held-out)", notice)
+        objective = (truth <= 1).astype(int)
+        rows.append({"level": level, "n": int(len(truth)), "accuracy": float((predicted == truth).mean()),
+                     **{f"auc_{c}": aucs.get(c, np.nan) for c in MRECIST_CLASSES},
+                     "auc_macro": float(np.nanmean(list(aucs.values()))),
+                     "auc_objective_response": M.roc_auc(objective, p[:, 0] + p[:, 1])})
+    table = pd.DataFrame(rows)
+    log("  " + "; ".join(f"{r['level']}: accuracy {r['accuracy']:.3f}, macro AUC {r['auc_macro']:.3f}, "
+                         f"AUC of P(OR) {r['auc_objective_response']:.3f}" for r in rows)
+        + f" (DeLong CI {binary['auc_delong_lower']:.3f}-{binary['auc_delong_upper']:.3f}), train {seconds:.1f} s")
+    summary = {"train_cases": len(train.table), "test_cases": len(y_case), "train_seconds": seconds,
+               "objective_response": binary, "model_info": {k: v for k, v in model.info.items() if k != "history"},
+               "synthetic": train.synthetic}
+    _write_summary(out_dir, table, summary)
+    return table, summary
+
+
+def run_aggressive_validation(manifest_path, features_dir, out_dir, seed=0, test_fraction=0.3, n_bootstrap=1000,
+                              log=print):
+    """Seed 004 on the same split: Model_CS (published, untrained), Model_D and Model_CSD (trained), each
+    evaluated on the held-out cases; DeLong, NRI (continuous and at 0.28) and IDI against Model_CS; Kaplan-Meier
+    of time to aggressive progression and of OS by Model_CSD's 0.28 risk groups. Returns ``(table, summary)``."""
+    from .aggressive import ClinicalSemanticScore, HIGH_RISK_CUTOFF
+    from .report import evaluate_binary, plot_kaplan_meier, report_notice
+    os.makedirs(out_dir, exist_ok=True)
+    train, test = _split_data(manifest_path, features_dir, test_fraction, seed)
+    start = clock.perf_counter()
+    csd, info = models.train_bundle("aggressive-pd", "csd", train, os.path.join(out_dir, "models", "csd"), seed=seed)
+    seconds = clock.perf_counter() - start
+    labelled, y = csd.labelled(train)
+    models.save(csd.d, os.path.join(out_dir, "models", "cnn"), train, seed, metrics={
+        "auc_training_apparent": M.roc_auc(y, csd.d.probability(labelled)),
+        **{k: v for k, v in csd.d.info.items() if k.startswith("auc_")}})
+    test, _ = csd.labelled(test)
+    rows, probabilities = [], {}
+    for name, model in (("clinical-semantic", ClinicalSemanticScore()), ("cnn", csd.d), ("csd", csd)):
+        result, predictions = evaluate_binary(model, test, "aggressive_pd", os.path.join(out_dir, "reports", name),
+                                              n_bootstrap=n_bootstrap, seed=seed)
+        probabilities[name] = predictions["probability"].to_numpy()
+        rows.append({"model": name, "label": model.label, **result})
+        log(f"  {name:17s} AUC held-out {result['auc']:.3f} ({result['auc_delong_lower']:.3f}-"
+            f"{result['auc_delong_upper']:.3f})")
+    table = pd.DataFrame(rows)
+    label = test.table["aggressive_pd"].to_numpy(dtype=int)
+    best = _binary_comparison(table, label, probabilities, "clinical-semantic", cutoffs=[HIGH_RISK_CUTOFF])
+    groups = np.where(probabilities["csd"] >= HIGH_RISK_CUTOFF, "high", "low")
+    notice = report_notice(csd, test)
+    km = {}
+    for outcome, time_column, event_column, ylabel in (
+            ("aggressive_pd", "aggressive_pd_days", "aggressive_pd", "free of aggressive progression"),
+            ("os", "os_days", "os_event", "overall survival")):
+        if time_column not in test.table or len(np.unique(groups)) < 2:
+            continue
+        time = test.table[time_column].to_numpy(dtype=float)
+        event = test.table[event_column].to_numpy(dtype=int)
+        p = M.logrank_test(time, event, groups)["p"]
+        km[outcome] = {"logrank_p": p, "high": int((groups == "high").sum()), "low": int((groups == "low").sum())}
+        plot_kaplan_meier(time, event, groups, os.path.join(out_dir, "reports", "csd", f"km_{outcome}.png"),
+                          f"Model_CSD groups at {HIGH_RISK_CUTOFF}: {ylabel}", notice, p=p, ylabel=ylabel)
+    log(f"  Model_CSD vs Model_CS: DeLong p {table.set_index('model').loc['csd', 'delong_p_vs_reference']:.3g}; "
+        + "; ".join(f"log-rank p ({k}) {v['logrank_p']:.3g}" for k, v in km.items()))
+    summary = {"train_cases": len(train.table), "test_cases": len(label), "test_events": int(label.sum()),
+               "best": best, "train_seconds": seconds, "csd_coefficients": csd.coefficients,
+               "csd_info": {k: v for k, v in csd.info.items() if k != "model_d"}, "kaplan_meier": km,
+               "synthetic": train.synthetic}
+    _write_summary(out_dir, table, summary)
     return table, summary

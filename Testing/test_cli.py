@@ -32,8 +32,11 @@ def test_demo_main_job(tmp_path, capsys):
     # Features of both phases for every case; offline, the untrained DenseNet121 says so.
     features = pd.read_parquet(os.path.join(out, "features", "features.parquet"))
     assert features["case_id"].nunique() == 3 and set(features["phase"]) == {"ct_ap", "ct_pvp"}
-    assert features.groupby(["case_id", "phase"]).size().eq(1223 + 1024 + 2048).all()
+    # the ct-fast radiomics preset (original + LoG 2 and 4 mm at 2 mm voxels)
+    assert features.groupby(["case_id", "phase"]).size().eq(293 + 1024 + 2048).all()
     assert "3 case(s) extracted" in text
+    # and every case's lesion patches for the image networks
+    assert len(pd.read_csv(os.path.join(out, "features", "patches.csv"))) == 3
 
 
 def test_bad_manifest_path_is_a_clear_error(tmp_path, capsys):

@@ -24,8 +24,8 @@ sys.path.insert(0, os.path.join(REPO, "Testing"))
 
 from TACEPredictLib import __version__, cli  # noqa: E402
 from TACEPredictLib.cox import fit_cox  # noqa: E402
-from TACEPredictLib.validation import (SURVIVAL_RUNS, run_response_validation,  # noqa: E402
-                                       run_survival_validation)
+from TACEPredictLib.validation import (SURVIVAL_RUNS, run_aggressive_validation,  # noqa: E402
+                                       run_mrecist_validation, run_response_validation, run_survival_validation)
 
 HCC = os.path.join(os.path.dirname(REPO), "shared", "data", "hcc_tace_seg", "clinical.csv")
 
@@ -112,6 +112,13 @@ def main():
                                              seed=args.seed)
     response_table, response_summary = run_response_validation(
         manifest, features, os.path.join(args.run, "validation", "response"), seed=args.seed)
+    with open(os.path.join(features, "extraction.json"), encoding="utf-8") as handle:
+        settings = json.load(handle)["settings"]
+    mrecist_table, mrecist_summary = run_mrecist_validation(
+        manifest, features, os.path.join(args.run, "validation", "mrecist"), seed=args.seed,
+        weights=settings["weights"])
+    aggressive_table, aggressive_summary = run_aggressive_validation(
+        manifest, features, os.path.join(args.run, "validation", "aggressive_pd"), seed=args.seed)
     hcc_section = "The HCC-TACE-Seg clinical table was not found (../shared/data/hcc_tace_seg/clinical.csv)."
     if os.path.isfile(HCC):
         imported = os.path.join(args.run, "validation", "hcc_tace_seg_manifest.csv")
@@ -141,6 +148,7 @@ def main():
     def versus_best(run):
         return (f"{by_run.loc[run, 'c_index']:.3f} vs {best_clinical:.3f} ({reference}; paired bootstrap p = "
                 f"{by_run.loc[run, f'p_vs_{reference}']:.2f})")
+    patient = mrecist_table.set_index("level").loc["patient"]
     checks = [
         ("integrated nomogram beats the clinical-only models (held-out C-index)", versus_best("nomogram-integrated"),
          by_run.loc["nomogram-integrated", "c_index"] > best_clinical),
@@ -149,16 +157,19 @@ def main():
         ("the image signature recovers the images' ground-truth signal: concordance with the true image "
          "predictor >= 0.70", fmt(truth.get("signature_concordance_with_true_image_lp")),
          truth.get("signature_concordance_with_true_image_lp", 0) >= 0.70),
-        ("initial response: the best radiomics classifier reaches AUC >= 0.75 on the held-out cases",
+        ("initial response: the best model reaches AUC >= 0.75 on the held-out cases",
          f"{response_table['auc'].max():.3f} ({response_summary['best']})", response_table["auc"].max() >= 0.75),
+        ("mRECIST: the ResNet-50's P(objective response) reaches AUC >= 0.75 on the held-out patients",
+         f"{patient['auc_objective_response']:.3f} (four-class macro AUC {patient['auc_macro']:.3f})",
+         patient["auc_objective_response"] >= 0.75),
+        ("aggressive progression: the best model reaches AUC >= 0.75 on the held-out cases",
+         f"{aggressive_table['auc'].max():.3f} ({aggressive_summary['best']})", aggressive_table["auc"].max() >= 0.75),
         ("Cox coefficients and SEs equal R's coxph to 1e-4", f"largest difference {worst:.1e}", worst <= 1e-4),
         ("training all 8 survival models (140 cases, cached features) under 5 minutes",
          f"{summary['train_seconds_all_models']:.1f} s", summary["train_seconds_all_models"] < 300),
     ]
     weights = pd.read_parquet(os.path.join(features, "features.parquet"), columns=["family", "weights"])
     deep_weights = sorted(set(weights.loc[weights["family"] != "radiomics", "weights"]))
-    with open(os.path.join(features, "extraction.json"), encoding="utf-8") as handle:
-        settings = json.load(handle)["settings"]
     sampling, normalisation = settings["sampling"], settings.get("normalisation", "zscore")
     untrained = any(w.startswith("random") for w in deep_weights)
     signature_note = ""
@@ -210,22 +221,70 @@ Ground truth (the phantom's latent predictors, held-out cases):
 The models' bundles, hazard-ratio tables, nomograms and reports (Kaplan-Meier, calibration and
 time-dependent AUC figures) are in `{os.path.relpath(os.path.join(args.run, 'validation', 'survival'), REPO)}`.
 
-## Initial response on the demo cohort (seed 002's radiomics classifiers)
+## Initial response on the demo cohort (seed 002)
 
 Objective response (CR + PR) against SD + PD, same training and held-out cases as above
-({response_summary['test_cases']} held-out, {response_summary['test_responders']} responders). Arterial-phase
-radiomics, ICC >= 0.75, the 200 strongest univariate candidates, RFE with a random forest (number of
-features by 5-fold CV AUC, at most 30), then each classifier; cut-off: Youden point of the training cases'
-out-of-fold probabilities. AUC 95% CI: DeLong and 1,000 stratified bootstrap resamples; DeLong p: paired test
-against the best model. Reports (ROC, calibration, decision curve) in `demo_run/validation/response/reports/`.
+({response_summary['test_cases']} held-out, {response_summary['test_responders']} responders). The five
+classifiers: arterial-phase radiomics, ICC >= 0.75, the 200 strongest univariate candidates, RFE with a random
+forest (number of features by 5-fold CV AUC, at most 30), then each classifier; cut-off: Youden point of the
+training cases' out-of-fold probabilities. `cnn`: the small CNN on the largest slice's 224 x 224 arterial
+patch. `<classifier>+cnn`: mean of the two probabilities; `<classifier>+size`: logistic regression on the
+classifier's out-of-fold logit and the tumour size. AUC 95% CI: DeLong and 1,000 stratified bootstrap
+resamples; DeLong p: paired test against the best model; NRI (category-free) and IDI against the best
+radiomics classifier ({response_summary['reference']}). Reports (ROC, calibration, decision curve) in
+`demo_run/validation/response/reports/`; the Spearman correlation of the models' held-out outputs in
+`correlation.csv` / `correlation.png` there.
 
-| model | features | AUC (DeLong 95% CI) | bootstrap 95% CI | sensitivity | specificity | Brier | DeLong p vs best | out-of-fold AUC (train) | train s |
-|---|---|---|---|---|---|---|---|---|---|
+| model | features | AUC (DeLong 95% CI) | bootstrap 95% CI | sensitivity | specificity | Brier | DeLong p vs best | NRI | IDI (p) | train s |
+|---|---|---|---|---|---|---|---|---|---|---|
 """ + "\n".join(
-        f"| {r.model} | {r.features} | {r.auc:.3f} ({r.auc_delong_lower:.3f}-{r.auc_delong_upper:.3f}) | "
+        f"| {r.model} | {fmt(r.features, 0)} | {r.auc:.3f} ({r.auc_delong_lower:.3f}-{r.auc_delong_upper:.3f}) | "
         f"{r.auc_bootstrap_lower:.3f}-{r.auc_bootstrap_upper:.3f} | {r.sensitivity:.3f} | {r.specificity:.3f} | "
-        f"{r.brier:.3f} | {fmt(r.delong_p_vs_best)} | {r.auc_train_out_of_fold:.3f} | {r.train_seconds:.1f} |"
+        f"{r.brier:.3f} | {fmt(r.delong_p_vs_best)} | {fmt(r.nri_vs_reference)} | "
+        f"{fmt(r.idi_vs_reference)} ({fmt(r.idi_p_vs_reference)}) | {r.train_seconds:.1f} |"
         for r in response_table.itertuples()) + f"""
+
+## mRECIST, four classes, on the demo cohort (seed 003)
+
+ResNet-50 ({mrecist_summary['model_info']['backbone'].get('weights', '?')} weights, frozen; vectors cached by
+the extraction) with a trained softmax head on the patches inside the ROI (largest slice and its neighbours),
+same split ({mrecist_summary['test_cases']} held-out patients). Patient = mean of the patch probabilities;
+P(objective response) = P(CR) + P(PR). Confusion matrices and per-class ROC curves in
+`demo_run/validation/mrecist/reports/resnet50/`.
+
+| level | n | accuracy | AUC CR | AUC PR | AUC SD | AUC PD | macro AUC | AUC of P(OR) |
+|---|---|---|---|---|---|---|---|---|
+""" + "\n".join(
+        f"| {r.level} | {r.n} | {r.accuracy:.3f} | {fmt(r.auc_CR)} | {fmt(r.auc_PR)} | {fmt(r.auc_SD)} | "
+        f"{fmt(r.auc_PD)} | {r.auc_macro:.3f} | {r.auc_objective_response:.3f} |" for r in mrecist_table.itertuples()
+    ) + f"""
+
+P(OR) at the patient level: AUC {mrecist_summary['objective_response']['auc']:.3f} (DeLong
+{mrecist_summary['objective_response']['auc_delong_lower']:.3f}-{mrecist_summary['objective_response']['auc_delong_upper']:.3f});
+trained in {mrecist_summary['train_seconds']:.1f} s.
+
+## Aggressive progression on the demo cohort (seed 004)
+
+Same split ({aggressive_summary['test_cases']} held-out cases, {aggressive_summary['test_events']} with
+aggressive progression). Model_CS: the published coefficients, untrained. Model_D: the residual CNN on every
+tumour slice's portal-phase box. Model_CSD: logistic regression on Model_CS's score and Model_D's logit
+(cross-fitted Model_D scores); coefficients {', '.join(f"{k} {v:.3f}" for k, v in aggressive_summary['csd_coefficients'].items())}.
+DeLong, NRI (category-free, and at 0.28) and IDI against Model_CS. Reports in
+`demo_run/validation/aggressive_pd/reports/`; the nomogram in `models/csd/nomogram.png`.
+
+| model | AUC (DeLong 95% CI) | bootstrap 95% CI | cut-off | sensitivity | specificity | PPV | NPV | DeLong p vs Model_CS | NRI | NRI at 0.28 | IDI (p) |
+|---|---|---|---|---|---|---|---|---|---|---|---|
+""" + "\n".join(
+        f"| {r.label} | {r.auc:.3f} ({r.auc_delong_lower:.3f}-{r.auc_delong_upper:.3f}) | "
+        f"{r.auc_bootstrap_lower:.3f}-{r.auc_bootstrap_upper:.3f} | {r.cutoff:.2f} | {r.sensitivity:.3f} | "
+        f"{r.specificity:.3f} | {fmt(r.ppv)} | {fmt(r.npv)} | {fmt(r.delong_p_vs_reference)} | {fmt(r.nri_vs_reference)} | "
+        f"{fmt(r.nri_categorical_vs_reference)} | {fmt(r.idi_vs_reference)} ({fmt(r.idi_p_vs_reference)}) |"
+        for r in aggressive_table.itertuples()) + """
+
+Model_CSD's risk groups at 0.28 on the held-out cases: """ + "; ".join(
+        f"{k.replace('_', ' ')}: {v['high']} high / {v['low']} low, log-rank p = {v['logrank_p']:.3g}"
+        for k, v in aggressive_summary["kaplan_meier"].items()) + f""" (`reports/csd/km_*.png`).
+Cross-fitted Model_D on the training cases: AUC {aggressive_summary['csd_info']['auc_cross_fitted_model_d']:.3f}.
 
 ## Deep-feature settings for untrained backbones
 

@@ -1,0 +1,199 @@
+"""The image networks (seeds 002, 003, 004) and their integrations, on lesion patches with a known signal, and
+the extraction's patch cache they train from."""
+
+import json
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("monai")
+pytest.importorskip("sklearn")
+
+from TACEPredictLib import InputError, metrics, models  # noqa: E402
+from TACEPredictLib.aggressive import ClinicalSemanticScore  # noqa: E402
+from TACEPredictLib.cnn import MRECIST_CLASSES, ModelD, MRecistNet, ResponseCNN, stack_patches  # noqa: E402
+from TACEPredictLib.covariates import CohortData  # noqa: E402
+from TACEPredictLib.response import objective_response  # noqa: E402
+
+FEATURES = 2048
+
+
+def write_patch_cohort(folder, cases=120, seed=0):
+    """Cases whose patches carry their labels: the response patch's lesion is brighter in responders, the
+    slice boxes' lesion texture is coarser with aggressive progression, and the (cached) ResNet-50 vectors
+    of the inside patches shift with the mRECIST class. Returns (train manifest, test manifest, features)."""
+    rng = np.random.default_rng(seed)
+    ids = [f"p{i:03d}" for i in range(cases)]
+    response = np.array(MRECIST_CLASSES)[np.arange(cases) % 4]
+    responder = np.isin(response, ("CR", "PR"))
+    latent = rng.normal(size=cases)
+    aggressive = (latent + rng.normal(0, 0.5, cases) > 0.6).astype(int)
+    table = pd.DataFrame({
+        "case_id": ids, "response": response, "aggressive_pd": aggressive,
+        "aggressive_pd_days": rng.uniform(30, 700, cases).round(1), "os_days": rng.uniform(100, 1500, cases).round(1),
+        "os_event": rng.integers(0, 2, cases), "tumor_size_mm": rng.uniform(20, 90, cases).round(1),
+        "cirrhosis": rng.integers(0, 2, cases), "fusion_lesion": rng.integers(0, 2, cases),
+        "capsule": rng.choice(["absent", "non-intact", "intact"], cases), "nodule_in_nodule": rng.integers(0, 2, cases)})
+    out = os.path.join(folder, "features")
+    os.makedirs(os.path.join(out, "cache"))
+    yy, xx = np.mgrid[:224, :224]
+    disk = (yy - 112) ** 2 + (xx - 112) ** 2 < 30 ** 2
+    by, bx = np.mgrid[:128, :128]
+    box_disk = (by - 64) ** 2 + (bx - 64) ** 2 < 45 ** 2
+    class_shift = rng.normal(0, 1, (4, FEATURES)).astype(np.float32)
+    index = []
+    for i, case in enumerate(ids):
+        centre = rng.normal(60, 10, (224, 224))
+        centre[disk] += 40 + (60 if responder[i] else 0) + rng.normal(0, 15)
+        boxes = []
+        for _ in range(3):
+            coarse = np.kron(rng.normal(0, 1, (16, 16)), np.ones((8, 8)))
+            box = rng.normal(60, 8, (128, 128))
+            box[box_disk] += 30 + (15 + 25 * aggressive[i]) * coarse[box_disk]
+            boxes.append(box)
+        inside = rng.normal(90, 10, (3, 1, 224, 224))
+        cls = MRECIST_CLASSES.index(response[i])
+        vectors = rng.normal(0, 1, (3, FEATURES)).astype(np.float32) + 0.35 * class_shift[cls]
+        path = os.path.join("cache", f"{case}.patches.npz")
+        np.savez_compressed(os.path.join(out, path), centre=centre[None, None].astype(np.int16),
+                            boxes=np.stack(boxes)[:, None].astype(np.int16), inside=inside.astype(np.int16),
+                            inside_resnet50_ct_ap=vectors)
+        index.append({"case_id": case, "file": path})
+    pd.DataFrame(index).to_csv(os.path.join(out, "patches.csv"), index=False)
+    with open(os.path.join(out, "extraction.json"), "w") as handle:
+        json.dump({"settings": {"sampling": "inside", "normalisation": "window", "weights": "random",
+                                "deep": ["resnet50"]}}, handle)
+    open(os.path.join(folder, "SYNTHETIC"), "w").close()
+    test = np.arange(cases) % 3 == 0
+    paths = []
+    for name, rows in (("train", ~test), ("test", test)):
+        paths.append(os.path.join(folder, f"{name}.csv"))
+        table[rows].to_csv(paths[-1], index=False)
+    return paths[0], paths[1], out
+
+
+@pytest.fixture(scope="module")
+def patch_cohort(tmp_path_factory):
+    folder = str(tmp_path_factory.mktemp("patches"))
+    train, test, features = write_patch_cohort(folder)
+    return CohortData(train, features), CohortData(test, features), folder
+
+
+def test_response_cnn_learns_the_visible_signal_and_round_trips(patch_cohort, tmp_path):
+    train, test, _ = patch_cohort
+    model, info = models.train_bundle("response", "cnn", train, str(tmp_path / "cnn"), seed=0, epochs=12)
+    label = objective_response(test.table).to_numpy(dtype=int)
+    probability = model.probability(test)
+    assert metrics.roc_auc(label, probability) > 0.85
+    assert 0 < model.cutoff < 1 and info["metrics"]["auc_validation_cases"] > 0.8
+    loaded, _ = models.load(str(tmp_path / "cnn"))
+    np.testing.assert_allclose(loaded.probability(test), probability, atol=1e-6)
+    assert os.path.isfile(tmp_path / "cnn" / "training_history.csv")
+
+
+def test_model_d_csd_and_nomogram(patch_cohort, tmp_path):
+    train, test, _ = patch_cohort
+    csd, info = models.train_bundle("aggressive-pd", "csd", train, str(tmp_path / "csd"), seed=0, epochs=10)
+    label = test.table["aggressive_pd"].to_numpy(dtype=int)
+    d_auc = metrics.roc_auc(label, csd.d.probability(test))
+    assert d_auc > 0.8  # the slice texture carries the outcome
+    assert csd.coefficients["d_logit"] > 0  # Model_D's score raises the combined risk
+    predictions = csd.predict(test)
+    assert set(predictions["risk_group"]) <= {"high", "low"} and (predictions["cutoff"] == 0.28).all()
+    expected = 1 / (1 + np.exp(-predictions["score"]))
+    np.testing.assert_allclose(predictions["probability"], expected)
+    np.testing.assert_allclose(predictions["cs_score"], ClinicalSemanticScore().score(test.table))
+    assert os.path.getsize(tmp_path / "csd" / "nomogram.png") > 10_000
+    loaded, _ = models.load(str(tmp_path / "csd"))
+    np.testing.assert_allclose(loaded.probability(test), csd.probability(test), atol=1e-6)
+
+
+def test_mrecist_head_on_cached_backbone_features(patch_cohort, tmp_path):
+    train, test, _ = patch_cohort
+    model, info = models.train_bundle("mrecist", "resnet50", train, str(tmp_path / "m"), seed=0, weights="random")
+    predictions = model.predict(test)
+    p = predictions[[f"p_{c}" for c in MRECIST_CLASSES]].to_numpy()
+    np.testing.assert_allclose(p.sum(1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(predictions["probability"], p[:, 0] + p[:, 1], atol=1e-6)
+    truth = test.table["response"].to_numpy()
+    assert (predictions["predicted_class"].to_numpy() == truth).mean() > 0.6  # chance: 0.25
+    assert metrics.roc_auc(np.isin(truth, ("CR", "PR")).astype(int), predictions["probability"]) > 0.85
+    assert model.info["backbone"]["weights"] == "random"
+    loaded, _ = models.load(str(tmp_path / "m"))
+    np.testing.assert_allclose(loaded.class_probabilities(test), model.class_probabilities(test), atol=1e-6)
+
+
+def test_integrations_of_a_classifier_with_the_cnn_and_with_size(patch_cohort):
+    from TACEPredictLib.ensembles import ResponseIntegration
+    train, test, _ = patch_cohort
+
+    class Fixed:  # a fitted classifier stand-in: out-of-fold and new-case probabilities from another column
+        features = ["size"]
+        info = {}
+
+        def __init__(self, data):
+            self.out_of_fold = self.probability(data)
+
+        def probability(self, data):
+            return 1 / (1 + np.exp((data.table["os_days"].to_numpy() - 800) / 300))
+
+        def labelled(self, data):
+            return data, objective_response(data.table).to_numpy(dtype=int)
+
+    cnn = ResponseCNN(epochs=8).fit(train)
+    mean = ResponseIntegration.from_components("rf+cnn", train, Fixed(train), cnn)
+    np.testing.assert_allclose(mean.probability(test), (Fixed(test).probability(test) + cnn.probability(test)) / 2)
+    sized = ResponseIntegration.from_components("rf+size", train, Fixed(train))
+    intercept, b_cml, b_size = sized.coefficients
+    assert np.isfinite([intercept, b_cml, b_size]).all() and 0 <= sized.cutoff <= 1
+    with pytest.raises(InputError, match="tumor_size_mm"):
+        sized.probability(test.subset(test.table.drop(columns="tumor_size_mm")))
+
+
+def test_extraction_stores_patches_and_their_backbone_vectors(demo_cohort, tmp_path):
+    from TACEPredictLib.extract import ExtractionSettings, extract_cohort
+    from TACEPredictLib.sampling import slice_areas
+    from TACEPredictLib.preprocess import load_case
+    from TACEPredictLib.manifest import read_manifest
+    settings = ExtractionSettings(radiomics=False, deep=("resnet50",), weights="random", sampling="inside",
+                                  normalisation="window", register="rigid", icc_cases=0)
+    out = str(tmp_path / "features")
+    result = extract_cohort(demo_cohort, out, settings, workers=1)
+    assert len(result.failures) == 0
+    data = CohortData(demo_cohort, out)
+    centre, boxes = data.patches("centre"), data.patches("boxes")
+    assert all(c.shape == (1, 1, 224, 224) and c.dtype == np.int16 for c in centre)
+    manifest = read_manifest(demo_cohort)
+    case = load_case(manifest, manifest.table.iloc[0], ["ct_ap", "ct_pvp"], "rigid")
+    assert len(boxes[0]) == int((slice_areas(case.mask_array()) > 0).sum())
+    assert boxes[0].shape[1:] == (1, 128, 128)
+    # The cached vectors are what the frozen backbone gives for the stored patches.
+    cached = data.patches("inside_resnet50_ct_ap")[0]
+    x, _ = stack_patches(data.patches("inside")[:1])
+    recomputed = MRecistNet(weights="random")._features(x)
+    assert np.corrcoef(cached.ravel(), recomputed.ravel())[0, 1] > 0.999
+    with pytest.raises(InputError, match="no patches.csv"):
+        CohortData(demo_cohort, str(tmp_path)).patches("centre")
+
+
+def test_bad_labels_name_the_case_and_the_column(patch_cohort):
+    train, _, folder = patch_cohort
+    table = train.table.copy()
+    table.loc[3, "response"] = "XX"
+    with pytest.raises(InputError, match="unknown mRECIST response") as error:
+        MRecistNet().fit(train.subset(table))
+    assert error.value.case_id == table.loc[3, "case_id"] and error.value.column == "response"
+    table = train.table.copy()
+    table.loc[5, "aggressive_pd"] = 2
+    with pytest.raises(InputError, match="0 or 1") as error:
+        ModelD(epochs=1).fit(train.subset(table))
+    assert error.value.column == "aggressive_pd"
+    one_class = train.subset(train.table.assign(aggressive_pd=0))
+    with pytest.raises(InputError):
+        ModelD(epochs=1).fit(one_class)
+    no_cr = train.subset(train.table[train.table["response"] != "CR"])
+    with pytest.raises(InputError, match="CR"):
+        MRecistNet().fit(no_cr)
