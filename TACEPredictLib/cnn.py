@@ -23,9 +23,8 @@ import numpy as np
 import pandas as pd
 
 from . import InputError
-from .covariates import InputWarning
 from .preprocess import window
-from .response import check_classes, objective_response
+from .response import check_classes, labelled_cases, objective_response
 
 MRECIST_CLASSES = ("CR", "PR", "SD", "PD")
 BALANCE_BELOW = 0.8  # mRECIST: a class with fewer patches than this fraction of the largest is augmented
@@ -232,25 +231,19 @@ class _PatchModel:
         self.provenance = ""
         self.notice = ""
 
-    # subclasses: build(), optimiser(net), training options, label(table)
+    # subclasses define: label, group_names, case_label(table), build(), optimiser(net), training_options()
     def training_options(self):
         return {}
 
     def labelled(self, data):
-        import warnings
-        label = self.case_label(data.table)
-        missing = label.isna()
-        if missing.any():
-            warnings.warn(f"{int(missing.sum())} case(s) without an outcome are left out (first: "
-                          f"{data.table.loc[missing, 'case_id'].iloc[0]})", InputWarning, stacklevel=2)
-        return data.subset(data.table[~missing]), label[~missing].to_numpy(dtype=int)
+        return labelled_cases(data, self.case_label(data.table))
 
     def fit(self, data, seed=0):
         from .deep import select_device
         from .metrics import roc_auc, youden_cutoff
         data, y_case = self.labelled(data)
         check_classes(y_case)
-        x, groups = self.inputs(data, fit=True)
+        x, groups = self.inputs(data)
         held = validation_split(y_case, seed=seed)
         train_rows, val_rows = ~held[groups], held[groups]
         device = select_device(self.device)
@@ -270,7 +263,7 @@ class _PatchModel:
                      "history": result["history"]}
         return self
 
-    def inputs(self, data, fit=False):
+    def inputs(self, data):
         """The network's rows (normalised patches) and each row's case index."""
         return stack_patches(data.patches(self.patch_set), self.channels)
 
@@ -449,13 +442,7 @@ class MRecistNet:
         return cached, x, groups
 
     def labelled(self, data):
-        import warnings
-        label = mrecist_label(data.table)
-        missing = label.isna()
-        if missing.any():
-            warnings.warn(f"{int(missing.sum())} case(s) without a response are left out (first: "
-                          f"{data.table.loc[missing, 'case_id'].iloc[0]})", InputWarning, stacklevel=2)
-        return data.subset(data.table[~missing]), label[~missing].to_numpy(dtype=int)
+        return labelled_cases(data, mrecist_label(data.table))
 
     def fit(self, data, seed=0):
         from .deep import select_device

@@ -141,6 +141,15 @@ def plot_time_auc(result, path, name, notice):
     _save(fig, path, notice)
 
 
+def _nomogram_row(ax, y, label, positions, labels):
+    """One labelled scale of a points nomogram at height ``y``."""
+    ax.hlines(y, min(positions), max(positions), color="k", linewidth=0.8)
+    for x, text in zip(positions, labels):
+        ax.vlines(x, y, y + 0.15, color="k", linewidth=0.8)
+        ax.text(x, y + 0.22, text, ha="center", va="bottom", fontsize=7)
+    ax.text(-4, y, label, ha="right", va="center", fontsize=8)
+
+
 def plot_nomogram(model, path, notice):
     """Points nomogram of a Cox model: each covariate's range scaled to points (the widest spans 0-100), total
     points mapped to the linear predictor and to 1-, 2- and 3-year survival."""
@@ -161,11 +170,7 @@ def plot_nomogram(model, path, notice):
     def axis(label, positions, labels):
         nonlocal y
         y -= 1
-        ax.hlines(y, min(positions), max(positions), color="k", linewidth=0.8)
-        for x, text in zip(positions, labels):
-            ax.vlines(x, y, y + 0.15, color="k", linewidth=0.8)
-            ax.text(x, y + 0.22, text, ha="center", va="bottom", fontsize=7)
-        ax.text(-4, y, label, ha="right", va="center", fontsize=8)
+        _nomogram_row(ax, y, label, positions, labels)
 
     axis("Points", np.linspace(0, 100, 11), [f"{v:.0f}" for v in np.linspace(0, 100, 11)])
     for name, coef, low, high, binary in rows:
@@ -221,11 +226,7 @@ def plot_logistic_nomogram(model, path, notice):
     def axis(label, positions, labels):
         nonlocal y
         y -= 1
-        ax.hlines(y, min(positions), max(positions), color="k", linewidth=0.8)
-        for x, text in zip(positions, labels):
-            ax.vlines(x, y, y + 0.15, color="k", linewidth=0.8)
-            ax.text(x, y + 0.22, text, ha="center", va="bottom", fontsize=7)
-        ax.text(-4, y, label, ha="right", va="center", fontsize=8)
+        _nomogram_row(ax, y, label, positions, labels)
 
     axis("Points", np.linspace(0, 100, 11), [f"{v:.0f}" for v in np.linspace(0, 100, 11)])
     for name, coef, labels, values in rows:

@@ -58,6 +58,16 @@ def objective_response(table):
     return codes.map(RESPONSE_CODES).astype(float)
 
 
+def labelled_cases(data, label):
+    """The cases with a label (``label``: a Series over ``data.table``, NA where unknown) and their labels as
+    integers; the others are left out with a warning naming the first."""
+    missing = label.isna()
+    if missing.any():
+        warnings.warn(f"{int(missing.sum())} case(s) without an outcome are left out (first: "
+                      f"{data.table.loc[missing, 'case_id'].iloc[0]})", InputWarning, stacklevel=3)
+    return data.subset(data.table[~missing]), label[~missing].to_numpy(dtype=int)
+
+
 def check_classes(label, folds=FOLDS):
     """Both classes present, each with at least ``folds`` cases (stratified k-fold CV needs them)."""
     counts = {int(v): int((label == v).sum()) for v in (0, 1)}
@@ -120,12 +130,7 @@ class RadiomicsResponseClassifier:
         return f"{self.kind} (radiomics)"
 
     def labelled(self, data):
-        label = objective_response(data.table)
-        missing = label.isna()
-        if missing.any():
-            warnings.warn(f"{int(missing.sum())} case(s) without a response are left out (first: "
-                          f"{data.table.loc[missing, 'case_id'].iloc[0]})", InputWarning, stacklevel=2)
-        return data.subset(data.table[~missing]), label[~missing].to_numpy(dtype=int)
+        return labelled_cases(data, objective_response(data.table))
 
     def fit(self, data, seed=0):
         from sklearn.ensemble import RandomForestClassifier
