@@ -53,13 +53,15 @@ def split_manifest(manifest_path, test_fraction=0.3, seed=0, stratify="os_event"
 
 
 def _ground_truth(data):
-    """The phantom's latent OS predictors for the cohort's cases, when it is the synthetic demo cohort."""
+    """The phantom's latent predictors for the cohort's cases, when it is the synthetic demo cohort, with the
+    image parts of the OS and aggressive-progression predictors."""
     path = os.path.join(os.path.dirname(data.manifest_path), "ground_truth.csv")
     if not os.path.isfile(path):
         return None
-    from .phantom import OS_COEF
+    from .phantom import APD_COEF, OS_COEF
     truth = pd.read_csv(path, dtype={"case_id": str}).set_index("case_id").loc[data.case_ids]
     truth["lp_os_image"] = sum(OS_COEF[k] * truth[k] for k in ("zs", "zh", "zn", "ze"))
+    truth["lp_aggressive_pd_image"] = sum(APD_COEF[k] * truth[k] for k in ("zh", "zn"))
     return truth
 
 
@@ -319,7 +321,13 @@ def run_aggressive_validation(manifest_path, features_dir, out_dir, seed=0, test
                           f"Model_CSD groups at {HIGH_RISK_CUTOFF}: {ylabel}", notice, p=p, ylabel=ylabel)
     log(f"  Model_CSD vs Model_CS: DeLong p {table.set_index('model').loc['csd', 'delong_p_vs_reference']:.3g}; "
         + "; ".join(f"log-rank p ({k}) {v['logrank_p']:.3g}" for k, v in km.items()))
+    truth = _ground_truth(test)
+    if truth is not None:  # what the demo cohort's images and factors allow at best
+        summary_truth = {"auc_true_lp": M.roc_auc(label, truth["lp_aggressive_pd"]),
+                         "auc_true_image_part": M.roc_auc(label, truth["lp_aggressive_pd_image"])}
+        log("  ground truth: " + ", ".join(f"{k} = {v:.3f}" for k, v in summary_truth.items()))
     summary = {"train_cases": len(train.table), "test_cases": len(label), "test_events": int(label.sum()),
+               "ground_truth": summary_truth if truth is not None else {},
                "best": best, "train_seconds": seconds, "csd_coefficients": csd.coefficients,
                "csd_info": {k: v for k, v in csd.info.items() if k != "model_d"}, "kaplan_meier": km,
                "synthetic": train.synthetic}

@@ -5,6 +5,7 @@ prints held-out C-indices and each signature's concordance with the phantom's tr
 
 Usage: python scripts/compare_deep_settings.py [--demo demo_run] [--workers N]
 (needs demo_run/cohort from ``tacepredict demo``; about 6 minutes per setting on 2 cores, cached after).
+Writes docs/measurements/deep_settings.csv, which scripts/write_validation.py quotes (too slow to re-run there).
 """
 
 import argparse
@@ -46,6 +47,10 @@ def main():
                      "nomogram_integrated_c": c["nomogram-integrated"], "nomogram_clinical_c": c["nomogram-clinical"]})
         print(pd.DataFrame(rows[-1:]).to_string(index=False, float_format="%.3f"), flush=True)
     print(pd.DataFrame(rows).to_string(index=False, float_format="%.3f"))
+    out = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs", "measurements",
+                       "deep_settings.csv")
+    pd.DataFrame(rows).round(3).to_csv(out, index=False)
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":
