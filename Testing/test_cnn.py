@@ -177,6 +177,14 @@ def test_extraction_stores_patches_and_their_backbone_vectors(demo_cohort, tmp_p
     assert np.corrcoef(cached.ravel(), recomputed.ravel())[0, 1] > 0.999
     with pytest.raises(InputError, match="no patches.csv"):
         CohortData(demo_cohort, str(tmp_path)).patches("centre")
+    # A single patient (Slicer's Apply) gets the very patches the cohort extraction stored.
+    from TACEPredictLib.patient import PatientData
+    one_case = os.path.join(os.path.dirname(demo_cohort), "one_case.csv")
+    pd.read_csv(demo_cohort).iloc[:1].to_csv(one_case, index=False)
+    patient = PatientData(one_case)
+    patient.extraction_settings = {"phases": ["ct_ap", "ct_pvp"], "register": "rigid"}
+    for name in ("centre", "inside", "boxes"):
+        np.testing.assert_array_equal(patient.patches(name)[0], data.patches(name)[0])
 
 
 def test_bad_labels_name_the_case_and_the_column(patch_cohort):
