@@ -294,8 +294,9 @@ def build_parser():
     p.add_argument("--register", choices=["none", "rigid", "affine"], default="rigid",
                    help="align the other phases to the reference phase (default: rigid)")
     p.add_argument("--no-radiomics", action="store_true", help="deep features only")
-    p.add_argument("--radiomics-params", default=None, help="a preset, ct (default: seed 002's original + wavelet + LoG, 1,223 features "
-                   "per phase) or ct-fast (original + LoG 2 and 4 mm, 293), or your pyradiomics YAML")
+    p.add_argument("--radiomics-params", default=None,
+                   help="a preset, ct (default: seed 002's original + wavelet + LoG, 1,223 features per phase) or "
+                        "ct-fast (original + LoG 2 and 4 mm at 2 mm voxels, 293), or your pyradiomics YAML")
     p.add_argument("--deep", default="densenet121",
                    help="comma-separated backbones: densenet121, resnet50, resnet101, or none")
     p.add_argument("--weights", default="imagenet",

@@ -490,7 +490,8 @@ class MRecistNet:
         objective = (y_case <= 1).astype(int)
         p_or = p_case[:, 0] + p_case[:, 1]
         self.cutoff = float(youden_cutoff(objective[held], p_or[held])[0])
-        self.info = {"cases": int(len(y_case)), "patches": int(len(x)), "augmented_patches": int(sum(map(len, extra_y))),
+        self.info = {"cases": int(len(y_case)), "patches": int(len(x)),
+                     "augmented_patches": int(sum(map(len, extra_y))),
                      "class_counts": dict(zip(MRECIST_CLASSES, counts.tolist())),
                      "validation_cases": int(held.sum()), "best_epoch": result["best_epoch"],
                      "auc_or_validation_cases": float(roc_auc(objective[held], p_or[held])),

@@ -90,6 +90,19 @@ def deep_settings_section():
             "| clinical nomogram C |\n|---|---|---|---|---|\n" + "\n".join(rows))
 
 
+def model_d_seed_spread(manifest, features, seed, seeds=3):
+    """Model_D's held-out AUC when only the training seed changes (initial weights, batches, augmentation and
+    the validation cases): how much one figure can be trusted."""
+    from TACEPredictLib.cnn import ModelD
+    from TACEPredictLib.covariates import CohortData
+    from TACEPredictLib.metrics import roc_auc
+    from TACEPredictLib.validation import split_manifest
+    train_path, test_path = split_manifest(manifest, 0.3, seed)
+    train, test = CohortData(train_path, features), CohortData(test_path, features)
+    label = test.table["aggressive_pd"].to_numpy(dtype=int)
+    return {s: roc_auc(label, ModelD().fit(train, seed=s).probability(test)) for s in range(seed + 1, seed + 1 + seeds)}
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", default=os.path.join(REPO, "demo_run"), help="the demo main job's output folder")
@@ -114,6 +127,7 @@ def main():
         weights=settings["weights"])
     aggressive_table, aggressive_summary = run_aggressive_validation(
         manifest, features, os.path.join(args.run, "validation", "aggressive_pd"), seed=args.seed)
+    d_seeds = model_d_seed_spread(manifest, features, args.seed)
     hcc_section = "The HCC-TACE-Seg clinical table was not found (../shared/data/hcc_tace_seg/clinical.csv)."
     if os.path.isfile(HCC):
         imported = os.path.join(args.run, "validation", "hcc_tace_seg_manifest.csv")
@@ -280,6 +294,10 @@ Model_CSD's risk groups at 0.28 on the held-out cases: """ + "; ".join(
         f"{k.replace('_', ' ')}: {v['high']} high / {v['low']} low, log-rank p = {v['logrank_p']:.3g}"
         for k, v in aggressive_summary["kaplan_meier"].items()) + f""" (`reports/csd/km_*.png`).
 Cross-fitted Model_D on the training cases: AUC {aggressive_summary['csd_info']['auc_cross_fitted_model_d']:.3f}.
+
+Model_D is unstable at this size: trained again with seeds {', '.join(str(k) for k in d_seeds)} (initial
+weights, batches, augmentation and validation cases change; nothing else), its held-out AUC is
+{', '.join(f"{v:.3f}" for v in d_seeds.values())} (seed {args.seed}: {aggressive_table.set_index('model').loc['cnn', 'auc']:.3f}).
 
 What the held-out cases allow: the phantom's true predictor reaches AUC
 {fmt(aggressive_summary['ground_truth'].get('auc_true_lp'))} and its image part alone (1.5 zh + 1.0 zn: texture
