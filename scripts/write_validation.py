@@ -295,7 +295,7 @@ Model_CSD's risk groups at 0.28 on the held-out cases: """ + "; ".join(
         for k, v in aggressive_summary["kaplan_meier"].items()) + f""" (`reports/csd/km_*.png`).
 Cross-fitted Model_D on the training cases: AUC {aggressive_summary['csd_info']['auc_cross_fitted_model_d']:.3f}.
 
-Model_D is unstable at this size: trained again with seeds {', '.join(str(k) for k in d_seeds)} (initial
+Model_D depends on the training seed at this cohort size: trained again with seeds {', '.join(str(k) for k in d_seeds)} (initial
 weights, batches, augmentation and validation cases change; nothing else), its held-out AUC is
 {', '.join(f"{v:.3f}" for v in d_seeds.values())} (seed {args.seed}: {aggressive_table.set_index('model').loc['cnn', 'auc']:.3f}).
 
