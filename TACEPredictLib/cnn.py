@@ -25,7 +25,7 @@ import pandas as pd
 
 from . import InputError
 from .preprocess import window
-from .response import check_classes, labelled_cases, objective_response
+from .response import check_classes, labelled_cases, objective_response, prediction_table
 
 MRECIST_CLASSES = ("CR", "PR", "SD", "PD")
 BALANCE_BELOW = 0.8  # mRECIST: a class with fewer patches than this fraction of the largest is augmented
@@ -279,11 +279,7 @@ class _PatchModel:
         return case_mean(predict_network(self.net, x, select_device(self.device))[:, 1], groups, len(data.case_ids))
 
     def predict(self, data):
-        probability = self.probability(data)
-        return pd.DataFrame({"case_id": data.case_ids, "task": self.task, "model": self.label,
-                             "score": probability, "probability": probability,
-                             "risk_group": np.where(probability >= self.cutoff, *self.group_names),
-                             "cutoff": self.cutoff, "provenance": self.provenance, "notice": self.notice})
+        return prediction_table(self, data, self.probability(data), self.group_names)
 
     def params(self):
         return {"kind": self.kind, "epochs": self.epochs, "width": self.width, "cutoff": self.cutoff,

@@ -14,7 +14,7 @@ import pandas as pd
 from . import InputError
 from .aggressive import HIGH_RISK_CUTOFF, ClinicalSemanticScore
 from .cnn import ModelD, ResponseCNN, validation_split
-from .response import KINDS as CML_KINDS, RadiomicsResponseClassifier, check_classes
+from .response import KINDS as CML_KINDS, RadiomicsResponseClassifier, check_classes, prediction_table
 
 INTEGRATIONS = tuple(f"{k}+cnn" for k in CML_KINDS) + tuple(f"{k}+size" for k in CML_KINDS)
 
@@ -123,11 +123,7 @@ class ResponseIntegration:
         return self._combine_size(parts[self.cml_kind], self._size(data))
 
     def predict(self, data):
-        probability = self.probability(data)
-        return pd.DataFrame({"case_id": data.case_ids, "task": self.task, "model": self.label,
-                             "score": probability, "probability": probability,
-                             "risk_group": np.where(probability >= self.cutoff, "response", "no response"),
-                             "cutoff": self.cutoff, "provenance": self.provenance, "notice": self.notice})
+        return prediction_table(self, data, self.probability(data))
 
     def params(self):
         return {"kind": self.kind, "cml": self.cml.params(), "cnn": self.cnn.params() if self.cnn else None,

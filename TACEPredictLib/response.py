@@ -68,6 +68,15 @@ def labelled_cases(data, label):
     return data.subset(data.table[~missing]), label[~missing].to_numpy(dtype=int)
 
 
+def prediction_table(model, data, probability, groups=("response", "no response")):
+    """One row per case of a probability model: score = probability, its group at the model's cut-off
+    (``groups``: the names above and below it), the provenance and the research-use notice."""
+    return pd.DataFrame({"case_id": data.case_ids, "task": model.task, "model": model.label,
+                         "score": probability, "probability": probability,
+                         "risk_group": np.where(probability >= model.cutoff, *groups),
+                         "cutoff": model.cutoff, "provenance": model.provenance, "notice": model.notice})
+
+
 def check_classes(label, folds=FOLDS):
     """Both classes present, each with at least ``folds`` cases (stratified k-fold CV needs them)."""
     counts = {int(v): int((label == v).sum()) for v in (0, 1)}
@@ -177,11 +186,7 @@ class RadiomicsResponseClassifier:
         return _probability(self.estimator, X)
 
     def predict(self, data):
-        probability = self.probability(data)
-        return pd.DataFrame({"case_id": data.case_ids, "task": self.task, "model": self.label,
-                             "score": probability, "probability": probability,
-                             "risk_group": np.where(probability >= self.cutoff, "response", "no response"),
-                             "cutoff": self.cutoff, "provenance": self.provenance, "notice": self.notice})
+        return prediction_table(self, data, self.probability(data))
 
     # Bundles ----------------------------------------------------------------------------------------------
     def params(self):

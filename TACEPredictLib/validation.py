@@ -52,6 +52,12 @@ def split_manifest(manifest_path, test_fraction=0.3, seed=0, stratify="os_event"
     return paths
 
 
+def split_data(manifest_path, features_dir, test_fraction=0.3, seed=0):
+    """The training and held-out ``CohortData`` of ``split_manifest`` (the split every validation uses)."""
+    train_path, test_path = split_manifest(manifest_path, test_fraction, seed)
+    return CohortData(train_path, features_dir), CohortData(test_path, features_dir)
+
+
 def _ground_truth(data):
     """The phantom's latent predictors for the cohort's cases, when it is the synthetic demo cohort, with the
     image parts of the OS and aggressive-progression predictors."""
@@ -79,9 +85,7 @@ def run_survival_validation(manifest_path, features_dir, out_dir, seed=0, test_f
     ``validation.json`` into ``out_dir``; returns ``(comparison table, summary dict)``.
     """
     os.makedirs(out_dir, exist_ok=True)
-    train_path, test_path = split_manifest(manifest_path, test_fraction, seed)
-    train = CohortData(train_path, features_dir)
-    test = CohortData(test_path, features_dir)
+    train, test = split_data(manifest_path, features_dir, test_fraction, seed)
     rows, risks = [], {}
     test_rows = complete_outcome_rows(test.table, "os")
     test_time, test_event = survival_outcome(test_rows, "os")
@@ -157,11 +161,6 @@ def _binary_comparison(table, label, probabilities, reference, cutoffs=None):
     return best
 
 
-def _split_data(manifest_path, features_dir, test_fraction, seed):
-    train_path, test_path = split_manifest(manifest_path, test_fraction, seed)
-    return CohortData(train_path, features_dir), CohortData(test_path, features_dir)
-
-
 def _write_summary(out_dir, table, summary):
     table.to_csv(os.path.join(out_dir, "comparison.csv"), index=False)
     with open(os.path.join(out_dir, "validation.json"), "w", encoding="utf-8") as handle:
@@ -179,7 +178,7 @@ def run_response_validation(manifest_path, features_dir, out_dir, seed=0, test_f
     from .report import evaluate_binary, plot_correlation, report_notice
     from .response import KINDS, LABEL, objective_response
     os.makedirs(out_dir, exist_ok=True)
-    train, test = _split_data(manifest_path, features_dir, test_fraction, seed)
+    train, test = split_data(manifest_path, features_dir, test_fraction, seed)
     test = test.subset(test.table.assign(**{LABEL: objective_response(test.table)}))
     test = test.subset(test.table[test.table[LABEL].notna()])
     rows, probabilities, trained = [], {}, {}
@@ -237,7 +236,7 @@ def run_mrecist_validation(manifest_path, features_dir, out_dir, seed=0, test_fr
     from .report import evaluate_binary, plot_class_rocs, plot_confusion, report_notice
     from .response import LABEL, objective_response
     os.makedirs(out_dir, exist_ok=True)
-    train, test = _split_data(manifest_path, features_dir, test_fraction, seed)
+    train, test = split_data(manifest_path, features_dir, test_fraction, seed)
     start = clock.perf_counter()
     model, _ = models.train_bundle("mrecist", "resnet50", train, os.path.join(out_dir, "models", "resnet50"),
                                    seed=seed, weights=weights)
@@ -285,7 +284,7 @@ def run_aggressive_validation(manifest_path, features_dir, out_dir, seed=0, test
     from .aggressive import ClinicalSemanticScore, HIGH_RISK_CUTOFF
     from .report import evaluate_binary, plot_kaplan_meier, report_notice
     os.makedirs(out_dir, exist_ok=True)
-    train, test = _split_data(manifest_path, features_dir, test_fraction, seed)
+    train, test = split_data(manifest_path, features_dir, test_fraction, seed)
     start = clock.perf_counter()
     csd, info = models.train_bundle("aggressive-pd", "csd", train, os.path.join(out_dir, "models", "csd"), seed=seed)
     seconds = clock.perf_counter() - start

@@ -94,11 +94,9 @@ def model_d_seed_spread(manifest, features, seed, seeds=3):
     """Model_D's held-out AUC when only the training seed changes (initial weights, batches, augmentation and
     the validation cases): how much one figure can be trusted."""
     from TACEPredictLib.cnn import ModelD
-    from TACEPredictLib.covariates import CohortData
     from TACEPredictLib.metrics import roc_auc
-    from TACEPredictLib.validation import split_manifest
-    train_path, test_path = split_manifest(manifest, 0.3, seed)
-    train, test = CohortData(train_path, features), CohortData(test_path, features)
+    from TACEPredictLib.validation import split_data
+    train, test = split_data(manifest, features, 0.3, seed)
     label = test.table["aggressive_pd"].to_numpy(dtype=int)
     return {s: roc_auc(label, ModelD().fit(train, seed=s).probability(test)) for s in range(seed + 1, seed + 1 + seeds)}
 
