@@ -207,22 +207,40 @@ class Augmenter:
                 image = image[:, ::-1, :]
             if self.rotate90:
                 image = np.rot90(image, k=int(rng.integers(0, 4)), axes=(1, 2))
-            if self.shift or self.shear_deg or self.zoom:
-                image = self._affine(image, rng)
             batch[i] = image
+        if self.shift or self.shear_deg or self.zoom:
+            batch = resample_affine(batch, [self._affine(batch.shape[2:], rng) for _ in range(batch.shape[0])])
         if self.noise_variance > 0:
-            batch += rng.normal(0.0, np.sqrt(self.noise_variance), batch.shape).astype(np.float32)
+            batch += np.sqrt(self.noise_variance) * rng.standard_normal(batch.shape, dtype=np.float32)
         return batch
 
-    def _affine(self, image, rng):
-        size = np.array(image.shape[1:], float)
+    def _affine(self, shape, rng):
+        """A random (matrix, offset) in array-index space: output pixel p samples the input at matrix p + offset."""
+        size = np.array(shape, float)
         scale = 1.0 + rng.uniform(-self.zoom, self.zoom)
         shear = np.tan(np.radians(rng.uniform(-self.shear_deg, self.shear_deg)))
         matrix = np.array([[1.0, shear], [0.0, 1.0]]) / scale
         centre = (size - 1) / 2
-        offset = centre - matrix @ centre + rng.uniform(-self.shift, self.shift, 2) * size
-        return np.stack([ndimage.affine_transform(c, matrix, offset=offset, order=1, mode="nearest")
-                         for c in image])
+        return matrix, centre - matrix @ centre + rng.uniform(-self.shift, self.shift, 2) * size
+
+
+def resample_affine(batch, transforms):
+    """Bilinear resampling of a (N, C, H, W) batch, one (matrix, offset) per image in (row, column) index
+    space, edges extended; what ``scipy.ndimage.affine_transform(order=1, mode="nearest")`` does per channel,
+    done for the whole batch at once by torch's ``grid_sample`` (the per-image loop was a quarter of an epoch)."""
+    from .deep import _torch
+    torch = _torch()
+    half = (np.array(batch.shape[2:], float) - 1) / 2  # index i <-> normalised i / half - 1 (align_corners)
+    swap = np.array([[0.0, 1.0], [1.0, 0.0]])  # (row, column) <-> grid_sample's (x, y)
+    theta = np.empty((len(transforms), 2, 3), np.float32)
+    for i, (matrix, offset) in enumerate(transforms):
+        linear = matrix * half[None, :] / half[:, None]
+        shift = (matrix @ half + offset) / half - 1
+        theta[i, :, :2], theta[i, :, 2] = swap @ linear @ swap, swap @ shift
+    images = torch.from_numpy(np.ascontiguousarray(batch, np.float32))
+    grid = torch.nn.functional.affine_grid(torch.from_numpy(theta), list(images.shape), align_corners=True)
+    out = torch.nn.functional.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=True)
+    return out.numpy()
 
 
 # -------------------------------------------------------------------------------------------- patch sets

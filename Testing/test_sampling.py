@@ -2,9 +2,10 @@
 
 import numpy as np
 import pytest
+from scipy import ndimage
 
 from TACEPredictLib.sampling import (Augmenter, centre_patch, ct_mask_patch, inside_patches, largest_slice,
-                                     lesion_cube, slice_boxes, to_three_channels)
+                                     lesion_cube, resample_affine, slice_boxes, to_three_channels)
 
 
 def _lesion(shape=(9, 300, 300), centre=(4, 150, 170), radii=(3, 40, 30)):
@@ -77,6 +78,7 @@ def test_lesion_cube_and_channels():
 
 
 def test_augmenter_changes_training_batches_reproducibly():
+    pytest.importorskip("torch")
     rng = np.random.default_rng(0)
     batch = rng.normal(size=(4, 2, 32, 32)).astype(np.float32)
     augment = Augmenter(shift=0.1, shear_deg=10, zoom=0.1, noise_variance=0.1)
@@ -84,6 +86,12 @@ def test_augmenter_changes_training_batches_reproducibly():
     again = augment(batch, np.random.default_rng(5))
     np.testing.assert_array_equal(first, again)
     assert first.shape == batch.shape and not np.allclose(first, batch)
+    # The batched resampling is scipy's per-image affine_transform (bilinear, edges extended).
+    transforms = [augment._affine((40, 32), np.random.default_rng(k)) for k in range(3)]
+    images = rng.normal(size=(3, 2, 40, 32)).astype(np.float32)
+    expected = np.stack([np.stack([ndimage.affine_transform(c, m, offset=o, order=1, mode="nearest") for c in image])
+                         for image, (m, o) in zip(images, transforms)])
+    np.testing.assert_allclose(resample_affine(images, transforms), expected, atol=1e-4)
     # Flips and quarter turns alone only move pixels: the values are the same set.
     moved = Augmenter()(batch, np.random.default_rng(1))
     np.testing.assert_allclose(np.sort(moved.ravel()), np.sort(batch.ravel()))

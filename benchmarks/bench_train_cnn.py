@@ -1,7 +1,9 @@
 """Training throughput (samples/s, forward + backward + optimiser step) of the image networks the main job
 trains: seed 002's response CNN (224 x 224 x 3), seed 004's Model_D (128 x 128 slice boxes) and seed 003's
 mRECIST head on frozen ResNet-50 vectors (2048-d); on the CPU and, where a CUDA GPU is present, on the GPU,
-with the speed-up - measured side by side in one run.
+with the speed-up - measured side by side in one run. Also Model_D's shift / shear / zoom augmentation of one
+batch: scipy's per-image affine_transform against the batched resampling the training uses
+(``sampling.resample_affine``), with the ratio.
 
 Usage: python benchmarks/bench_train_cnn.py [--steps 20]
 """
@@ -13,8 +15,10 @@ import time
 
 import numpy as np
 import torch
+from scipy import ndimage
 
 from TACEPredictLib.cnn import head_net, model_d_net, response_cnn_net
+from TACEPredictLib.sampling import Augmenter, resample_affine
 
 NETWORKS = {  # name -> (builder, one sample's shape, batch size the model trains with)
     "response CNN": (lambda: response_cnn_net(8), (3, 224, 224), 16),
@@ -64,6 +68,28 @@ def main():
         print(line)
     if not gpu:
         print("no CUDA GPU here: run this on a GPU machine for the GPU figures and speed-ups")
+    augmentation(args.steps)
+
+
+def augmentation(repeats):
+    """Model_D's affine augmentation of a 32 x 1 x 128 x 128 batch, per image (scipy) and batched (torch)."""
+    rng = np.random.default_rng(0)
+    batch = rng.normal(size=(32, 1, 128, 128)).astype(np.float32)
+    augment = Augmenter(shift=0.1, shear_deg=10.0, zoom=0.1)
+    transforms = [augment._affine(batch.shape[2:], rng) for _ in range(len(batch))]
+
+    def per_image():
+        return np.stack([np.stack([ndimage.affine_transform(c, m, offset=o, order=1, mode="nearest") for c in image])
+                         for image, (m, o) in zip(batch, transforms)])
+    timings = {}
+    for name, run in (("per image (scipy)", per_image), ("batched (torch)", lambda: resample_affine(batch, transforms))):
+        run()
+        start = time.perf_counter()
+        for _ in range(repeats):
+            run()
+        timings[name] = (time.perf_counter() - start) / repeats
+        print(f"Model_D augmentation, {name:17s} {1000 * timings[name]:7.2f} ms per batch of 32")
+    print(f"batched / per-image speed-up: {timings['per image (scipy)'] / timings['batched (torch)']:.1f}x")
 
 
 if __name__ == "__main__":
