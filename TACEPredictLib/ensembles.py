@@ -2,8 +2,8 @@
 with tumour size) and seed 004's Model_CSD (the clinical-semantic score with Model_D).
 
 Each combination is fitted on predictions its components did not see while training: the radiomics
-classifiers' out-of-fold probabilities, and for Model_CSD a Model_D cross-fitted on the two halves of the
-training cohort (the Model_D the bundle keeps is then trained on all of it).
+classifiers' out-of-fold probabilities, and for Model_CSD the out-of-fold scores of Model_D's
+cross-validation members (the bundle's Model_D is the mean of those members).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import pandas as pd
 
 from . import InputError
 from .aggressive import HIGH_RISK_CUTOFF, ClinicalSemanticScore
-from .cnn import ModelD, ResponseCNN, validation_split
+from .cnn import MODEL_D_EPOCHS, ModelD, ResponseCNN
 from .response import KINDS as CML_KINDS, RadiomicsResponseClassifier, check_classes, prediction_table
 
 INTEGRATIONS = tuple(f"{k}+cnn" for k in CML_KINDS) + tuple(f"{k}+size" for k in CML_KINDS)
@@ -156,7 +156,7 @@ class ModelCSD:
     kind = "csd"
     label = "Model_CSD (clinical-semantic + CNN)"
 
-    def __init__(self, epochs=40, width=8, device="auto"):
+    def __init__(self, epochs=MODEL_D_EPOCHS, width=8, device="auto"):
         self.d = ModelD(epochs, width, device)
         self.cs = ClinicalSemanticScore()
         self.coefficients = None
@@ -173,18 +173,14 @@ class ModelCSD:
         labelled, y = self.labelled(data)
         check_classes(y)
         cs = self.cs.score(labelled.table)
-        # Cross-fitting: each half's Model_D score comes from a Model_D trained on the other half.
-        half = validation_split(y, fraction=0.5, seed=seed + 1)
-        cross = np.zeros(len(y))
-        for part in (half, ~half):
-            other = ModelD(self.d.epochs, self.d.width, self.d.device)
-            other.fit(labelled.subset(labelled.table[~part]), seed=seed)
-            cross[part] = other.probability(labelled.subset(labelled.table[part]))
+        # The weights rest on Model_D's out-of-fold scores (each case scored by the member that did not train
+        # on it), not on its optimistic scores of its own training cases.
+        self.d.fit(labelled, seed=seed)
+        cross = self.d.out_of_fold
         intercept, coef = _logistic_fit(np.column_stack([cs, _logit(cross)]), y)
         self.coefficients = {"intercept": intercept, "cs_score": float(coef[0]), "d_logit": float(coef[1])}
-        self.d.fit(labelled, seed=seed)
         self.info = {"model_d": {k: v for k, v in self.d.info.items() if k != "history"},
-                     "auc_cross_fitted_model_d": float(roc_auc(y, cross)),
+                     "auc_out_of_fold_model_d": float(roc_auc(y, cross)),
                      "auc_model_cs_training": float(roc_auc(y, cs)), "coefficients": self.coefficients,
                      "cs_score_range": [float(cs.min()), float(cs.max())]}
         return self

@@ -322,8 +322,11 @@ def run_aggressive_validation(manifest_path, features_dir, out_dir, seed=0, test
         + "; ".join(f"log-rank p ({k}) {v['logrank_p']:.3g}" for k, v in km.items()))
     truth = _ground_truth(test)
     if truth is not None:  # what the demo cohort's images and factors allow at best
+        from scipy.stats import spearmanr
         summary_truth = {"auc_true_lp": M.roc_auc(label, truth["lp_aggressive_pd"]),
-                         "auc_true_image_part": M.roc_auc(label, truth["lp_aggressive_pd_image"])}
+                         "auc_true_image_part": M.roc_auc(label, truth["lp_aggressive_pd_image"]),
+                         "spearman_model_d_true_image_part": float(
+                             spearmanr(probabilities["cnn"], truth["lp_aggressive_pd_image"])[0])}
         log("  ground truth: " + ", ".join(f"{k} = {v:.3f}" for k, v in summary_truth.items()))
     summary = {"train_cases": len(train.table), "test_cases": len(label), "test_events": int(label.sum()),
                "ground_truth": summary_truth if truth is not None else {},

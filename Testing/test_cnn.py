@@ -14,7 +14,8 @@ pytest.importorskip("sklearn")
 
 from TACEPredictLib import InputError, metrics, models  # noqa: E402
 from TACEPredictLib.aggressive import ClinicalSemanticScore  # noqa: E402
-from TACEPredictLib.cnn import MRECIST_CLASSES, ModelD, MRecistNet, ResponseCNN, stack_patches  # noqa: E402
+from TACEPredictLib.cnn import (MRECIST_CLASSES, ModelD, MRecistNet, ResponseCNN, case_folds,  # noqa: E402
+                                case_mean, predict_network, stack_patches)
 from TACEPredictLib.covariates import CohortData  # noqa: E402
 from TACEPredictLib.response import objective_response  # noqa: E402
 
@@ -82,6 +83,15 @@ def patch_cohort(tmp_path_factory):
     return CohortData(train, features), CohortData(test, features), folder
 
 
+def test_case_folds_are_stratified_and_reproducible():
+    label = np.array([1] * 11 + [0] * 40)
+    fold = case_folds(label, 5, seed=3)
+    assert sorted(np.bincount(fold[label == 1])) == [2, 2, 2, 2, 3]
+    assert (np.bincount(fold[label == 0]) == 8).all()
+    np.testing.assert_array_equal(fold, case_folds(label, 5, seed=3))
+    assert not np.array_equal(fold, case_folds(label, 5, seed=4))
+
+
 def test_response_cnn_learns_the_visible_signal_and_round_trips(patch_cohort, tmp_path):
     train, test, _ = patch_cohort
     model, info = models.train_bundle("response", "cnn", train, str(tmp_path / "cnn"), seed=0, epochs=12)
@@ -100,6 +110,15 @@ def test_model_d_csd_and_nomogram(patch_cohort, tmp_path):
     label = test.table["aggressive_pd"].to_numpy(dtype=int)
     d_auc = metrics.roc_auc(label, csd.d.probability(test))
     assert d_auc > 0.8  # the slice texture carries the outcome
+    # Model_D is a five-fold ensemble: every training case has an out-of-fold score, which Model_CSD is fitted
+    # on, and a new case's score is the members' mean.
+    _, y_train = csd.labelled(train)
+    assert len(csd.d.nets) == 5 and not np.isnan(csd.d.out_of_fold).any()
+    assert csd.info["auc_out_of_fold_model_d"] == pytest.approx(metrics.roc_auc(y_train, csd.d.out_of_fold))
+    x, groups = stack_patches(test.patches("boxes"))
+    members = [case_mean(predict_network(net, x, "cpu")[:, 1], groups, len(label)) for net in csd.d.nets]
+    np.testing.assert_allclose(csd.d.probability(test), np.mean(members, axis=0), atol=1e-6)
+    assert np.ptp(members, axis=0).max() > 1e-3  # the members differ
     assert csd.coefficients["d_logit"] > 0  # Model_D's score raises the combined risk
     predictions = csd.predict(test)
     assert set(predictions["risk_group"]) <= {"high", "low"} and (predictions["cutoff"] == 0.28).all()

@@ -274,8 +274,8 @@ trained in {mrecist_summary['train_seconds']:.1f} s.
 
 Same split ({aggressive_summary['test_cases']} held-out cases, {aggressive_summary['test_events']} with
 aggressive progression). Model_CS: the published coefficients, untrained. Model_D: the residual CNN on every
-tumour slice's portal-phase box. Model_CSD: logistic regression on Model_CS's score and Model_D's logit
-(cross-fitted Model_D scores); coefficients {', '.join(f"{k} {v:.3f}" for k, v in aggressive_summary['csd_coefficients'].items())}.
+tumour slice's portal-phase box, the mean of five cross-validation networks. Model_CSD: logistic regression on
+Model_CS's score and Model_D's logit (Model_D's out-of-fold scores); coefficients {', '.join(f"{k} {v:.3f}" for k, v in aggressive_summary['csd_coefficients'].items())}.
 DeLong, NRI (category-free, and at 0.28) and IDI against Model_CS. Reports in
 `demo_run/validation/aggressive_pd/reports/`; the nomogram in `models/csd/nomogram.png`.
 
@@ -291,18 +291,19 @@ DeLong, NRI (category-free, and at 0.28) and IDI against Model_CS. Reports in
 Model_CSD's risk groups at 0.28 on the held-out cases: """ + "; ".join(
         f"{k.replace('_', ' ')}: {v['high']} high / {v['low']} low, log-rank p = {v['logrank_p']:.3g}"
         for k, v in aggressive_summary["kaplan_meier"].items()) + f""" (`reports/csd/km_*.png`).
-Cross-fitted Model_D on the training cases: AUC {aggressive_summary['csd_info']['auc_cross_fitted_model_d']:.3f}.
+Model_D's out-of-fold scores of the training cases: AUC {aggressive_summary['csd_info']['auc_out_of_fold_model_d']:.3f}.
 
 Model_D depends on the training seed at this cohort size: trained again with seeds {', '.join(str(k) for k in d_seeds)} (initial
-weights, batches, augmentation and validation cases change; nothing else), its held-out AUC is
+weights, batches, augmentation and folds change; nothing else), its held-out AUC is
 {', '.join(f"{v:.3f}" for v in d_seeds.values())} (seed {args.seed}: {aggressive_table.set_index('model').loc['cnn', 'auc']:.3f}).
 
 What the held-out cases allow: the phantom's true predictor reaches AUC
 {fmt(aggressive_summary['ground_truth'].get('auc_true_lp'))} and its image part alone (1.5 zh + 1.0 zn: texture
-amplitude and necrosis) {fmt(aggressive_summary['ground_truth'].get('auc_true_image_part'))}. The target is not met:
-Model_D, trained from scratch on {aggressive_summary['train_cases']} training cases' slices, recovers only part of
-the image signal, and Model_CSD, whose weights are fitted on cross-fitted Model_D scores (each from a Model_D
-trained on half the training cases, so weaker still), leans on Model_CS, which ranks these held-out cases poorly.
+amplitude and necrosis) {fmt(aggressive_summary['ground_truth'].get('auc_true_image_part'))}; Model_D's held-out
+scores correlate with that image part with Spearman {fmt(aggressive_summary['ground_truth'].get('spearman_model_d_true_image_part'))}.
+The target is not met: Model_D, trained from scratch on {aggressive_summary['train_cases']} training cases' slices,
+recovers only part of the image signal, and Model_CSD, whose weights are fitted on Model_D's weaker out-of-fold
+scores, leans on Model_CS, which ranks these held-out cases poorly.
 
 ## Deep-feature settings for untrained backbones
 
