@@ -347,7 +347,8 @@ def build_parser():
     p.add_argument("--covariates", default=None,
                    help="comma-separated candidate clinical columns, extra manifest columns included "
                         "(default: the known pre-treatment columns the manifest has)")
-    p.add_argument("--epochs", type=int, default=None, help="image networks: training epochs (the most, for those that stop early)")
+    p.add_argument("--epochs", type=int, default=None,
+                   help="image networks: training epochs (the most, for those that stop early)")
     p.add_argument("--weights", default=None,
                    help="mrecist: the ResNet-50 backbone's weights, imagenet or random (default: random)")
     p.add_argument("--device", default=None, help="image networks: auto (default), cpu, cuda or mps")

@@ -127,7 +127,7 @@ def case_folds(case_label, folds=5, seed=0):
 
 def fit_network(net, x, y, x_val, y_val, *, optimiser, epochs, batch_size, device, seed=0, augment=None,
                 oversample_noise=None, patience=None, groups=None, per_group=None, select="loss", on_epoch=None):
-    """Mini-batch training with cross-entropy; keeps the weights of the epoch with the lowest validation loss.
+    """Mini-batch training with cross-entropy; keeps the weights of the epoch ``select`` picks.
 
     ``x`` (N, C, H, W) float32 or (N, F) features; ``y`` int classes. ``augment``: a callable(batch, rng).
     ``oversample_noise``: (variance, class) to repeat that class until it matches the largest class, with
