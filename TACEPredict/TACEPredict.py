@@ -532,13 +532,13 @@ class TACEPredictLogic(ScriptedLoadableModuleLogic):
         return text
 
     def clinicalFields(self):
-        from TACEPredictLib.manifest import CLINICAL_COLUMNS, COLUMNS
+        from TACEPredictLib.data.manifest import CLINICAL_COLUMNS, COLUMNS
         return {name: COLUMNS[name].description + (f" ({COLUMNS[name].unit})" if COLUMNS[name].unit else "")
                 for name in CLINICAL_COLUMNS}
 
     def clinicalFromCsv(self, path, caseId):
         """One patient's clinical fields from a manifest or clinical CSV (e.g. the imported HCC-TACE-Seg)."""
-        from TACEPredictLib.manifest import CLINICAL_COLUMNS, read_manifest
+        from TACEPredictLib.data.manifest import CLINICAL_COLUMNS, read_manifest
         row = read_manifest(self._path(path, "clinical CSV")).row(caseId)
         return {k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()
                 if k in CLINICAL_COLUMNS and v == v and v is not None}
@@ -560,8 +560,8 @@ class TACEPredictLogic(ScriptedLoadableModuleLogic):
                 label=None, clinical=None, bundleFolder=None, bundles=(), caseId="patient", forceCpu=False,
                 heatmaps=True, scene=None):
         """Predict one patient from scene nodes; results go into table, chart and heat-map nodes of ``scene``
-        (default: Slicer's). Returns what ``TACEPredictLib.mrml.run_case`` returns."""
-        from TACEPredictLib.mrml import run_case
+        (default: Slicer's). Returns what ``TACEPredictLib.slicer.mrml.run_case`` returns."""
+        from TACEPredictLib.slicer.mrml import run_case
         phases = {"ct_ap": arterial, "ct_pvp": portal, "ct_dp": delayed}
         return run_case(scene or slicer.mrmlScene, phases, segmentation=segmentation, segment_id=segmentId,
                         labelmap=labelmap, label=label, clinical=clinical,
@@ -610,19 +610,19 @@ class TACEPredictLogic(ScriptedLoadableModuleLogic):
         return done / total if total else None
 
     def showReport(self, reportDir, name, scene=None):
-        from TACEPredictLib.mrml import report_to_scene
+        from TACEPredictLib.slicer.mrml import report_to_scene
         return report_to_scene(scene or slicer.mrmlScene, reportDir, name)
 
     def validateManifest(self, manifestPath, checkImages=True):
-        from TACEPredictLib.manifest import validate_manifest
+        from TACEPredictLib.data.manifest import validate_manifest
         return validate_manifest(self._path(manifestPath, "cohort manifest (CSV)"), check_images=checkImages)
 
     def caseIds(self, manifestPath):
-        from TACEPredictLib.manifest import read_manifest
+        from TACEPredictLib.data.manifest import read_manifest
         return read_manifest(self._path(manifestPath, "cohort manifest (CSV)")).case_ids
 
     def generateDemoCohort(self, folder, cases=20, seed=0):
-        from TACEPredictLib.phantom import generate_cohort
+        from TACEPredictLib.data.demo_cohort import generate_cohort
         # One worker: Slicer's own executable must not be re-launched as a process-pool worker.
         return generate_cohort(self._path(folder, "output folder for the demo cohort"), cases=cases, seed=seed,
                                workers=1)
@@ -630,8 +630,8 @@ class TACEPredictLogic(ScriptedLoadableModuleLogic):
     def loadCase(self, manifestPath, caseId, scene=None):
         """Load a case's CT phases and segmentation into the scene: {column: node, "seg": segmentation or
         labelmap node, "segment": the segment the manifest names}."""
-        from TACEPredictLib.manifest import read_manifest
-        from TACEPredictLib.mrml import load_case_nodes
+        from TACEPredictLib.data.manifest import read_manifest
+        from TACEPredictLib.slicer.mrml import load_case_nodes
         manifest = read_manifest(self._path(manifestPath, "cohort manifest (CSV)"))
         nodes = load_case_nodes(scene or slicer.mrmlScene, manifest, caseId)
         first = next((nodes[c] for c in ("ct_ap", "ct_pvp", "ct_dp") if c in nodes), None)

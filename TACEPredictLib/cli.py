@@ -45,7 +45,7 @@ def _print_problems(problems):
 
 
 def cmd_validate(args):
-    from .manifest import validate_manifest
+    from .data.manifest import validate_manifest
     problems = validate_manifest(args.manifest, check_images=not args.table_only,
                                  progress=None if args.quiet else Progress("validate"))
     errors, warnings = _print_problems(problems)
@@ -54,7 +54,7 @@ def cmd_validate(args):
 
 
 def cmd_phantom(args):
-    from .phantom import generate_cohort
+    from .data.demo_cohort import generate_cohort
     start = time.monotonic()
     path = generate_cohort(args.out, cases=args.cases, seed=args.seed, workers=args.workers,
                            progress=Progress("phantom"))
@@ -64,7 +64,7 @@ def cmd_phantom(args):
 
 
 def cmd_import(args):
-    from .importers import import_hcc_tace_seg
+    from .data.importers import import_hcc_tace_seg
     table, report = import_hcc_tace_seg(args.clinical)
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     table.to_csv(args.out, index=False)
@@ -82,7 +82,7 @@ def cmd_demo(args):
     status = cmd_phantom(argparse.Namespace(out=cohort, cases=args.cases, seed=args.seed, workers=args.workers))
     manifest = os.path.join(cohort, "manifest.csv")
     status |= cmd_validate(argparse.Namespace(manifest=manifest, table_only=False, quiet=False))
-    from .deep import imagenet_checkpoint_cached
+    from .imaging.deep_features import imagenet_checkpoint_cached
     weights = "imagenet" if all(imagenet_checkpoint_cached(b) for b in DEMO_BACKBONES) else "random"
     features = os.path.join(args.out, "features")
     # Offline the backbones are untrained: averaged over a 224 x 224 centre patch (seed 000's sampler), of which
@@ -118,7 +118,7 @@ DEMO_BACKBONES = ("densenet121", "resnet50")
 
 def _demo_survival(manifest, features, out, seed, clinical_only=False):
     """Train every survival model on 70% of the cohort and evaluate it on the held-out 30%."""
-    from .validation import SURVIVAL_RUNS, run_survival_validation
+    from .stats.validation import SURVIVAL_RUNS, run_survival_validation
     runs = [r for r in SURVIVAL_RUNS if r[0] in ("clinical-cox", "nomogram-clinical")] if clinical_only \
         else SURVIVAL_RUNS
     print(f"survival models on {manifest} (70% train / 30% held-out test, seed {seed}):")
@@ -132,7 +132,7 @@ def _demo_survival(manifest, features, out, seed, clinical_only=False):
 
 def _demo_response(manifest, features, out, seed):
     """Seed 002's radiomics classifiers of objective response on the survival models' training split."""
-    from .validation import run_response_validation
+    from .stats.validation import run_response_validation
     print(f"initial response (CR+PR vs SD+PD), radiomics classifiers on {manifest} (same split):")
     table, summary = run_response_validation(manifest, features, out, seed=seed)
     print(f"trained {len(table)} response model(s) in {summary['train_seconds_all_models']:.1f} s; best held-out "
@@ -142,7 +142,7 @@ def _demo_response(manifest, features, out, seed):
 
 def _demo_mrecist(manifest, features, out, seed, weights):
     """Seed 003's ResNet-50 (frozen, cached features; a trained softmax head) on the same split."""
-    from .validation import run_mrecist_validation
+    from .stats.validation import run_mrecist_validation
     print(f"mRECIST (CR / PR / SD / PD), ResNet-50 on patches inside the ROI ({weights} weights), same split:")
     run_mrecist_validation(manifest, features, out, seed=seed, weights=weights)
     return 0
@@ -150,14 +150,14 @@ def _demo_mrecist(manifest, features, out, seed, weights):
 
 def _demo_aggressive(manifest, features, out, seed):
     """Seed 004: the published Model_CS, and Model_D and Model_CSD trained on the same split."""
-    from .validation import run_aggressive_validation
+    from .stats.validation import run_aggressive_validation
     print("aggressive progression: Model_CS (published, untrained), Model_D and Model_CSD (trained), same split:")
     run_aggressive_validation(manifest, features, out, seed=seed)
     return 0
 
 
 def cmd_extract(args):
-    from .extract import ExtractionSettings, extract_cohort
+    from .imaging.extraction import ExtractionSettings, extract_cohort
     settings = ExtractionSettings(
         phases=tuple(args.phases.split(",")), register=args.register, radiomics=not args.no_radiomics,
         radiomics_params=args.radiomics_params,
@@ -184,7 +184,7 @@ def cmd_extract(args):
 
 
 def _cohort(args):
-    from .covariates import CohortData
+    from .data.cohort import CohortData
     return CohortData(args.manifest, getattr(args, "features", None))
 
 
@@ -194,7 +194,7 @@ def _print_warnings(messages):
 
 
 def cmd_split(args):
-    from .validation import split_manifest
+    from .stats.validation import split_manifest
     train, test = split_manifest(args.manifest, args.test_fraction, args.seed)
     print(f"wrote {train} and {test}")
     return 0
@@ -220,7 +220,7 @@ def cmd_train(args):
 def _model_for(args):
     """A bundle folder, or a built-in published model named with --task."""
     from . import models
-    from .aggressive import BUILT_IN_MODELS
+    from .models.aggressive_progression import BUILT_IN_MODELS
     built_in = BUILT_IN_MODELS.get((args.task, args.model))
     if built_in is not None and not os.path.isdir(args.model):
         model = built_in()
@@ -230,14 +230,14 @@ def _model_for(args):
 
 
 def cmd_evaluate(args):
-    from .report import evaluate_binary, evaluate_survival
+    from .stats.reports import evaluate_binary, evaluate_survival
     model, provenance = _model_for(args)
     print(RESEARCH_USE_NOTICE)
     print(provenance)
     if model.task in ("aggressive-pd", "response", "mrecist"):
         data, label = _cohort(args), "aggressive_pd"
         if model.task in ("response", "mrecist"):  # mrecist: P(CR) + P(PR) against the objective response
-            from .response import LABEL, objective_response
+            from .models.initial_response import LABEL, objective_response
             data, label = data.subset(data.table.assign(**{LABEL: objective_response(data.table)})), LABEL
         result, _ = evaluate_binary(model, data, label, args.out, n_bootstrap=args.bootstrap, seed=args.seed)
         print(f"AUC {result['auc']:.3f} (DeLong 95% CI {result['auc_delong_lower']:.3f}-"

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 import SimpleITK as sitk
 
-from TACEPredictLib.phantom import generate_cohort
+from TACEPredictLib.data.demo_cohort import generate_cohort
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED_DATA = os.path.join(os.path.dirname(REPO), "shared", "data")

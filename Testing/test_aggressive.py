@@ -8,9 +8,9 @@ import pytest
 
 from conftest import write_manifest
 from TACEPredictLib import cli
-from TACEPredictLib.aggressive import ClinicalSemanticScore, PUBLISHED_COEFFICIENTS
-from TACEPredictLib.covariates import CohortData
-from TACEPredictLib.metrics import roc_auc
+from TACEPredictLib.models.aggressive_progression import ClinicalSemanticScore, PUBLISHED_COEFFICIENTS
+from TACEPredictLib.data.cohort import CohortData
+from TACEPredictLib.stats.metrics import roc_auc
 
 ROWS = [
     {"case_id": "a", "tumor_size_mm": 50, "cirrhosis": 1, "fusion_lesion": 0, "capsule": "absent",
@@ -58,7 +58,7 @@ def test_cli_predicts_without_a_bundle_and_separates_the_demo_outcome(demo_cohor
 
 @pytest.fixture(scope="module")
 def cohort40(tmp_path_factory):
-    from TACEPredictLib.phantom import generate_cohort
+    from TACEPredictLib.data.demo_cohort import generate_cohort
     return generate_cohort(str(tmp_path_factory.mktemp("cs") / "cohort"), cases=40, seed=11, workers=2)
 
 
@@ -66,7 +66,7 @@ def test_model_cs_ranks_the_phantoms_latent_aggressive_progression_risk(cohort40
     """The phantom draws aggressive progression from the same factors plus image and PVI terms: Model_CS must
     rank the clinical-semantic part of its latent predictor almost exactly, and the whole of it well (a check
     of the coding, not a validation on patients)."""
-    from TACEPredictLib.phantom import APD_COEF
+    from TACEPredictLib.data.demo_cohort import APD_COEF
     manifest = cohort40
     data = CohortData(manifest)
     truth = pd.read_csv(os.path.join(os.path.dirname(manifest), "ground_truth.csv"))

@@ -45,12 +45,12 @@ def test_bad_manifest_path_is_a_clear_error(tmp_path, capsys):
 
 
 def test_an_interrupted_extraction_says_how_to_resume(tmp_path, capsys, monkeypatch):
-    import TACEPredictLib.extract
+    import TACEPredictLib.imaging.extraction
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(TACEPredictLib.extract, "extract_cohort", interrupted)
+    monkeypatch.setattr(TACEPredictLib.imaging.extraction, "extract_cohort", interrupted)
     status = cli.main(["extract", "--manifest", str(tmp_path / "m.csv"), "--out", str(tmp_path / "out"), "--quiet"])
     assert status == 130
     assert "run the same command again to resume" in capsys.readouterr().err
@@ -88,7 +88,7 @@ def test_train_evaluate_predict_commands(tmp_path, capsys):
 
 
 def test_survival_validation_runs_compare_models_on_held_out_cases(tmp_path):
-    from TACEPredictLib.validation import run_survival_validation
+    from TACEPredictLib.stats.validation import run_survival_validation
     manifest, features = write_survival_cohort(str(tmp_path / "cohort"), cases=180, seed=4)
     runs = [("clinical-cox", "clinical-cox", {}), ("nomogram-clinical", "nomogram", {"variant": "clinical"}),
             ("dlop-ct-cox", "dlop", {"variant": "ct-cox"})]

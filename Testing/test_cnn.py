@@ -12,12 +12,13 @@ pytest.importorskip("torch")
 pytest.importorskip("monai")
 pytest.importorskip("sklearn")
 
-from TACEPredictLib import InputError, metrics, models  # noqa: E402
-from TACEPredictLib.aggressive import ClinicalSemanticScore  # noqa: E402
-from TACEPredictLib.cnn import (MRECIST_CLASSES, ModelD, MRecistNet, ResponseCNN, case_folds,  # noqa: E402
+from TACEPredictLib import InputError, models  # noqa: E402
+from TACEPredictLib.stats import metrics
+from TACEPredictLib.models.aggressive_progression import ClinicalSemanticScore  # noqa: E402
+from TACEPredictLib.models.image_networks import (MRECIST_CLASSES, ModelD, MRecistNet, ResponseCNN, case_folds,  # noqa: E402
                                 case_mean, predict_network, stack_patches)
-from TACEPredictLib.covariates import CohortData  # noqa: E402
-from TACEPredictLib.response import objective_response  # noqa: E402
+from TACEPredictLib.data.cohort import CohortData  # noqa: E402
+from TACEPredictLib.models.initial_response import objective_response  # noqa: E402
 
 FEATURES = 2048
 
@@ -146,7 +147,7 @@ def test_mrecist_head_on_cached_backbone_features(patch_cohort, tmp_path):
 
 
 def test_integrations_of_a_classifier_with_the_cnn_and_with_size(patch_cohort):
-    from TACEPredictLib.ensembles import ResponseIntegration
+    from TACEPredictLib.models.integrations import ResponseIntegration
     train, test, _ = patch_cohort
 
     class Fixed:  # a fitted classifier stand-in: out-of-fold and new-case probabilities from another column
@@ -173,10 +174,10 @@ def test_integrations_of_a_classifier_with_the_cnn_and_with_size(patch_cohort):
 
 
 def test_extraction_stores_patches_and_their_backbone_vectors(demo_cohort, tmp_path):
-    from TACEPredictLib.extract import ExtractionSettings, extract_cohort
-    from TACEPredictLib.sampling import slice_areas
-    from TACEPredictLib.preprocess import load_case
-    from TACEPredictLib.manifest import read_manifest
+    from TACEPredictLib.imaging.extraction import ExtractionSettings, extract_cohort
+    from TACEPredictLib.imaging.sampling import slice_areas
+    from TACEPredictLib.imaging.preprocess import load_case
+    from TACEPredictLib.data.manifest import read_manifest
     settings = ExtractionSettings(radiomics=False, deep=("resnet50",), weights="random", sampling="inside",
                                   normalisation="window", register="rigid", icc_cases=0)
     out = str(tmp_path / "features")
@@ -197,7 +198,7 @@ def test_extraction_stores_patches_and_their_backbone_vectors(demo_cohort, tmp_p
     with pytest.raises(InputError, match="no patches.csv"):
         CohortData(demo_cohort, str(tmp_path)).patches("centre")
     # A single patient (Slicer's Apply) gets the very patches the cohort extraction stored.
-    from TACEPredictLib.patient import PatientData
+    from TACEPredictLib.slicer.patient import PatientData
     one_case = os.path.join(os.path.dirname(demo_cohort), "one_case.csv")
     pd.read_csv(demo_cohort).iloc[:1].to_csv(one_case, index=False)
     patient = PatientData(one_case)

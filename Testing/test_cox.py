@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from TACEPredictLib.cox import (ConvergenceError, _breslow_loglik_grad, _RiskSets, cv_elastic_net_cox,
+from TACEPredictLib.stats.cox import (ConvergenceError, _breslow_loglik_grad, _RiskSets, cv_elastic_net_cox,
                                 elastic_net_path, fit_cox, mrmr_rank, score_statistics, stepwise_aic,
                                 survival_from_baseline, univariate_screen)
 
@@ -33,7 +33,7 @@ def test_lung_equals_r_coxph():
 def test_baseline_gives_kaplan_meier_without_covariates():
     lung = datasets.load_lung()
     fit = fit_cox(np.zeros((len(lung), 0)), lung["time"], lung["status"], [])
-    from TACEPredictLib.metrics import kaplan_meier, survival_at
+    from TACEPredictLib.stats.metrics import kaplan_meier, survival_at
     km = kaplan_meier(lung["time"], lung["status"])
     s = survival_from_baseline([0.0], fit.baseline_time, fit.baseline_cumhaz, [365.0])[0, 0]
     # Breslow (Nelson-Aalen) survival is close to, and never below, Kaplan-Meier
@@ -41,7 +41,7 @@ def test_baseline_gives_kaplan_meier_without_covariates():
 
 
 def test_score_statistic_is_the_logrank_test_for_a_binary_covariate():
-    from TACEPredictLib.metrics import logrank_test
+    from TACEPredictLib.stats.metrics import logrank_test
     rossi = datasets.load_rossi()
     z = score_statistics(rossi[["fin", "prio"]].to_numpy(), rossi["week"], rossi["arrest"])
     logrank = logrank_test(rossi["week"], rossi["arrest"], rossi["fin"])

@@ -11,9 +11,9 @@ pytest.importorskip("monai")
 
 from TACEPredictLib import InputError  # noqa: E402
 from TACEPredictLib import deep  # noqa: E402
-from TACEPredictLib.imageio import sha256_file  # noqa: E402
-from TACEPredictLib.preprocess import geometry_of  # noqa: E402
-from TACEPredictLib.sampling import centre_patch  # noqa: E402
+from TACEPredictLib.data.images import sha256_file  # noqa: E402
+from TACEPredictLib.imaging.preprocess import geometry_of  # noqa: E402
+from TACEPredictLib.imaging.sampling import centre_patch  # noqa: E402
 
 # torchvision's parameter counts without the ImageNet classifier: the MONAI backbones have the same layout.
 TORCHVISION_PARAMETERS = {"densenet121": 7_978_856 - 1_025_000, "resnet50": 25_557_032 - 2_049_000,
@@ -170,7 +170,7 @@ def test_gradcam_on_a_real_backbone():
 
 
 def test_3d_backbone_on_a_lesion_cube():
-    from TACEPredictLib.sampling import lesion_cube
+    from TACEPredictLib.imaging.sampling import lesion_cube
     z, y, x = np.indices((20, 40, 40))
     mask = (z - 10) ** 2 + (y - 20) ** 2 + (x - 20) ** 2 <= 49
     cube = lesion_cube(np.where(mask, 120.0, 40.0), mask, size=32)
@@ -185,7 +185,7 @@ def test_3d_backbone_on_a_lesion_cube():
 def test_untrained_weights_are_the_same_in_every_process_and_run():
     import torch
 
-    from TACEPredictLib.deep import build_backbone
+    from TACEPredictLib.imaging.deep_features import build_backbone
     first = build_backbone("resnet50").state_dict()
     torch.rand(1000)  # whatever the global RNG did before
     torch.manual_seed(12345)

@@ -11,7 +11,7 @@ import SimpleITK as sitk
 pytest.importorskip("radiomics")
 
 from TACEPredictLib.cli import main  # noqa: E402
-from TACEPredictLib.extract import ExtractionSettings, extract_cohort, wide_features  # noqa: E402
+from TACEPredictLib.imaging.extraction import ExtractionSettings, extract_cohort, wide_features  # noqa: E402
 
 from conftest import ct_and_lesion, make_image, write_manifest  # noqa: E402
 
@@ -183,8 +183,8 @@ def test_features_equal_pyradiomics_run_directly_on_the_files(demo_cohort, tmp_p
 
     from radiomics import featureextractor
 
-    from TACEPredictLib.extract import extract_case
-    from TACEPredictLib.manifest import read_manifest
+    from TACEPredictLib.imaging.extraction import extract_case
+    from TACEPredictLib.data.manifest import read_manifest
     params = tmp_path / "wavelet.yaml"
     params.write_text("imageType:\n  Original: {}\n  Wavelet: {}\nfeatureClass:\n  firstorder:\n  glszm:\n"
                       "setting:\n  binWidth: 25\n  resampledPixelSpacing: [1.0, 1.0, 1.0]\n  interpolator: sitkBSpline\n"

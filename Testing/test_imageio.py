@@ -7,7 +7,7 @@ import pytest
 import SimpleITK as sitk
 
 from TACEPredictLib import InputError
-from TACEPredictLib.imageio import (Segment, mask_inside_image, read_image, read_segmentation, same_geometry,
+from TACEPredictLib.data.images import (Segment, mask_inside_image, read_image, read_segmentation, same_geometry,
                                     write_seg_nrrd)
 
 from conftest import ct_and_lesion, make_image

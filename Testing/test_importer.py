@@ -4,8 +4,8 @@ import pandas as pd
 import pytest
 
 from TACEPredictLib import InputError, cli
-from TACEPredictLib.importers import import_hcc_tace_seg
-from TACEPredictLib.manifest import validate_manifest
+from TACEPredictLib.data.importers import import_hcc_tace_seg
+from TACEPredictLib.data.manifest import validate_manifest
 
 from conftest import HCC_TACE_SEG_CSV
 

@@ -8,8 +8,8 @@ import pytest
 import SimpleITK as sitk
 
 from TACEPredictLib import InputError, cli
-from TACEPredictLib.imageio import MIN_LESION_VOXELS
-from TACEPredictLib.manifest import COLUMNS, normalise_value, read_manifest, validate_manifest
+from TACEPredictLib.data.images import MIN_LESION_VOXELS
+from TACEPredictLib.data.manifest import COLUMNS, normalise_value, read_manifest, validate_manifest
 
 from conftest import ct_and_lesion, make_image, write_manifest
 

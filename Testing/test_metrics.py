@@ -1,9 +1,9 @@
-"""TACEPredictLib.metrics against lifelines and against closed forms."""
+"""TACEPredictLib.stats.metrics against lifelines and against closed forms."""
 
 import numpy as np
 import pytest
 
-from TACEPredictLib import metrics as M
+from TACEPredictLib.stats import metrics as M
 
 lifelines = pytest.importorskip("lifelines")
 from lifelines.datasets import load_rossi  # noqa: E402

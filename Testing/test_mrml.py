@@ -12,8 +12,8 @@ slicer = pytest.importorskip("slicer")
 from conftest import make_image  # noqa: E402
 
 from TACEPredictLib import RESEARCH_USE_NOTICE, InputError, models, mrml  # noqa: E402
-from TACEPredictLib.covariates import CohortData, Standardiser  # noqa: E402
-from TACEPredictLib.manifest import read_manifest  # noqa: E402
+from TACEPredictLib.data.cohort import CohortData, Standardiser  # noqa: E402
+from TACEPredictLib.data.manifest import read_manifest  # noqa: E402
 
 TILTED = sitk.VersorTransform((0.2, 0.3, 0.9), 0.5).GetMatrix()
 
@@ -92,9 +92,9 @@ def signature_bundle(demo_cohort, tmp_path_factory):
     """A signature model on real (untrained-DenseNet121, centre-patch) features of the demo cohort: three
     features per phase, standardised on the cohort, so that prediction through MRML can be compared with
     prediction from the cohort's own extraction."""
-    from TACEPredictLib.cox import breslow_baseline
-    from TACEPredictLib.extract import ExtractionSettings, extract_cohort
-    from TACEPredictLib.survival import LinearSignature, SignatureCox
+    from TACEPredictLib.stats.cox import breslow_baseline
+    from TACEPredictLib.imaging.extraction import ExtractionSettings, extract_cohort
+    from TACEPredictLib.models.overall_survival import LinearSignature, SignatureCox
     folder = tmp_path_factory.mktemp("signature")
     features = str(folder / "features")
     extract_cohort(demo_cohort, features, ExtractionSettings(radiomics=False, weights="random", icc_cases=0),
@@ -239,7 +239,7 @@ def test_headless_batch_script_saves_a_scene_per_case_and_records_failures(demo_
 
 
 def test_reports_become_tables_and_charts(tmp_path):
-    from TACEPredictLib import metrics
+    from TACEPredictLib.stats import metrics
     rng = np.random.default_rng(0)
     n = 40
     survival = tmp_path / "survival"

@@ -8,8 +8,8 @@ import pandas as pd
 import SimpleITK as sitk
 
 from TACEPredictLib import SYNTHETIC_DATA_NOTICE
-from TACEPredictLib.imageio import read_segmentation
-from TACEPredictLib.phantom import draw_case, generate_cohort, outcomes
+from TACEPredictLib.data.images import read_segmentation
+from TACEPredictLib.data.demo_cohort import draw_case, generate_cohort, outcomes
 
 
 def _case_arrays(root, row):

@@ -6,8 +6,8 @@ import pytest
 import SimpleITK as sitk
 
 from TACEPredictLib import InputError
-from TACEPredictLib.manifest import read_manifest
-from TACEPredictLib.preprocess import (load_case, minmax, register_phase, resample_isotropic, window, zscore)
+from TACEPredictLib.data.manifest import read_manifest
+from TACEPredictLib.imaging.preprocess import (load_case, minmax, register_phase, resample_isotropic, window, zscore)
 
 from conftest import ct_and_lesion, make_image, write_manifest
 

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from TACEPredictLib import InputError
-from TACEPredictLib import radiomics_features
-from TACEPredictLib.radiomics_features import extract, make_extractor, settings_of
+from TACEPredictLib.imaging import radiomics as radiomics_features
+from TACEPredictLib.imaging.radiomics import extract, make_extractor, settings_of
 
 from conftest import SHARED_DATA, ct_and_lesion, make_image
 
@@ -157,7 +157,7 @@ def test_missing_pyradiomics_is_said_plainly(monkeypatch):
 
 
 def test_restricting_to_a_models_features_keeps_their_values():
-    from TACEPredictLib.radiomics_features import restrict_to
+    from TACEPredictLib.imaging.radiomics import restrict_to
     hu, labels = ct_and_lesion(shape=(16, 48, 48), lesion_radius=9)
     rng = np.random.default_rng(1)
     image = make_image(hu + rng.normal(0, 15, hu.shape).astype(np.int16))

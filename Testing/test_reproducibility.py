@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from TACEPredictLib.reproducibility import icc_2_1, icc_table, perturbed_masks
+from TACEPredictLib.imaging.reproducibility import icc_2_1, icc_table, perturbed_masks
 
 # Shrout & Fleiss (1979), Table 2: six targets rated by four judges; they report ICC(2,1) = 0.29.
 SHROUT_FLEISS = np.array([[9, 2, 5, 8], [6, 1, 3, 2], [8, 4, 6, 8], [7, 1, 2, 6], [10, 5, 6, 9], [6, 2, 4, 7]])

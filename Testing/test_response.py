@@ -9,9 +9,10 @@ import pytest
 pytest.importorskip("sklearn")
 pytest.importorskip("skops")
 
-from TACEPredictLib import InputError, metrics, models  # noqa: E402
-from TACEPredictLib.covariates import CohortData  # noqa: E402
-from TACEPredictLib.response import KINDS, objective_response  # noqa: E402
+from TACEPredictLib import InputError, models  # noqa: E402
+from TACEPredictLib.stats import metrics
+from TACEPredictLib.data.cohort import CohortData  # noqa: E402
+from TACEPredictLib.models.initial_response import KINDS, objective_response  # noqa: E402
 
 
 def write_response_cohort(folder, cases=160, seed=0, features=40):

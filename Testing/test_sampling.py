@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from TACEPredictLib.sampling import (Augmenter, centre_patch, ct_mask_patch, inside_patches, largest_slice,
+from TACEPredictLib.imaging.sampling import (Augmenter, centre_patch, ct_mask_patch, inside_patches, largest_slice,
                                      lesion_cube, resample_affine, slice_boxes, to_three_channels)
 
 

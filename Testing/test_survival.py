@@ -10,11 +10,11 @@ import pytest
 
 from conftest import write_survival_cohort
 from TACEPredictLib import InputError, models
-from TACEPredictLib.bundle import PARAMS_FILE, load_bundle
-from TACEPredictLib.covariates import CohortData, InputWarning
-from TACEPredictLib.dlop import discrete_time_targets
-from TACEPredictLib.metrics import concordance_index
-from TACEPredictLib.validation import split_manifest
+from TACEPredictLib.models.bundle import PARAMS_FILE, load_bundle
+from TACEPredictLib.data.cohort import CohortData, InputWarning
+from TACEPredictLib.models.dlop_combin import discrete_time_targets
+from TACEPredictLib.stats.metrics import concordance_index
+from TACEPredictLib.stats.validation import split_manifest
 
 pytest.importorskip("torch")
 
@@ -198,8 +198,8 @@ def test_dlop_fine_tuning_trains_only_the_last_stage(tmp_path):
     """The GPU path, run on the CPU with a tiny budget: images in, layer4 and heads trained, the rest frozen."""
     import torch
 
-    from TACEPredictLib.deep import build_backbone
-    from TACEPredictLib.phantom import generate_cohort
+    from TACEPredictLib.imaging.deep_features import build_backbone
+    from TACEPredictLib.data.demo_cohort import generate_cohort
     manifest = generate_cohort(str(tmp_path / "cohort"), cases=14, seed=5, workers=2)
     data = CohortData(manifest)
     with warnings.catch_warnings():

@@ -2,7 +2,7 @@
 
 One demo case (arterial and portal phases and its segmentation) is put on a 512 x 512 x 100 grid (its own
 in-plane spacing, so a clinical ~400 mm field of view, and 100 slices over its z extent), loaded into a slicer-core MRML scene, and Apply
-(``TACEPredictLib.mrml.run_case``, what the module's Logic runs) predicts it with the main job's trained
+(``TACEPredictLib.slicer.mrml.run_case``, what the module's Logic runs) predicts it with the main job's trained
 survival bundles and the built-in aggressive-progression score. Dependencies are imported and the models
 loaded once before the timed runs (Slicer has them loaded after the first Apply). Prints each step's seconds
 and total / target, with and without Grad-CAM heat maps.
@@ -50,9 +50,9 @@ def main():
     args = parser.parse_args()
     import slicer
 
-    from TACEPredictLib import mrml
-    from TACEPredictLib.imageio import read_segmentation
-    from TACEPredictLib.manifest import read_manifest
+    from TACEPredictLib.slicer import mrml
+    from TACEPredictLib.data.images import read_segmentation
+    from TACEPredictLib.data.manifest import read_manifest
     manifest = read_manifest(os.path.join(args.run, "cohort", "manifest.csv"))
     row = manifest.row(args.case)
     models_dir = os.path.join(args.run, "survival", "models")

@@ -14,7 +14,7 @@ import warnings
 import numpy as np
 import torch
 
-from TACEPredictLib.deep import DeepFeatureExtractor
+from TACEPredictLib.imaging.deep_features import DeepFeatureExtractor
 
 
 def throughput(backbone, device, precision, patches, batch):

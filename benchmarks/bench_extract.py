@@ -15,8 +15,8 @@ import tempfile
 import time
 import warnings
 
-from TACEPredictLib.extract import ExtractionSettings, extract_cohort
-from TACEPredictLib.phantom import generate_cohort
+from TACEPredictLib.imaging.extraction import ExtractionSettings, extract_cohort
+from TACEPredictLib.data.demo_cohort import generate_cohort
 
 
 def main():

@@ -24,8 +24,8 @@ import json, resource, sys, warnings
 warnings.simplefilter("ignore")
 mode, manifest_path = sys.argv[1], sys.argv[2]
 import SimpleITK as sitk
-from TACEPredictLib.extract import ExtractionSettings, extract_case
-from TACEPredictLib.manifest import read_manifest
+from TACEPredictLib.imaging.extraction import ExtractionSettings, extract_case
+from TACEPredictLib.data.manifest import read_manifest
 manifest = read_manifest(manifest_path)
 row = manifest.table.iloc[0]
 if mode == "read":

@@ -10,7 +10,7 @@ import platform
 import tempfile
 import time
 
-from TACEPredictLib.phantom import generate_cohort
+from TACEPredictLib.data.demo_cohort import generate_cohort
 
 
 def timed(cases, workers):

@@ -15,10 +15,10 @@ import time
 import numpy as np
 from radiomics import featureextractor
 
-from TACEPredictLib.extract import ExtractionSettings, extract_case
-from TACEPredictLib.manifest import read_manifest
-from TACEPredictLib.phantom import generate_cohort
-from TACEPredictLib.radiomics_features import DEFAULT_PARAMS
+from TACEPredictLib.imaging.extraction import ExtractionSettings, extract_case
+from TACEPredictLib.data.manifest import read_manifest
+from TACEPredictLib.data.demo_cohort import generate_cohort
+from TACEPredictLib.imaging.radiomics import DEFAULT_PARAMS
 
 
 def main():

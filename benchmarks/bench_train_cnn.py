@@ -17,8 +17,8 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from TACEPredictLib.cnn import head_net, model_d_net, response_cnn_net
-from TACEPredictLib.sampling import Augmenter, resample_affine
+from TACEPredictLib.models.image_networks import head_net, model_d_net, response_cnn_net
+from TACEPredictLib.imaging.sampling import Augmenter, resample_affine
 
 NETWORKS = {  # name -> (builder, one sample's shape, batch size the model trains with)
     "response CNN": (lambda: response_cnn_net(8), (3, 224, 224), 16),

@@ -13,8 +13,8 @@ import platform
 import time
 
 from TACEPredictLib import models
-from TACEPredictLib.covariates import CohortData
-from TACEPredictLib.validation import SURVIVAL_RUNS
+from TACEPredictLib.data.cohort import CohortData
+from TACEPredictLib.stats.validation import SURVIVAL_RUNS
 
 TARGET_SECONDS = 300.0
 

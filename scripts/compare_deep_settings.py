@@ -14,8 +14,8 @@ import sys
 
 import pandas as pd
 
-from TACEPredictLib.extract import ExtractionSettings, extract_cohort
-from TACEPredictLib.validation import run_survival_validation
+from TACEPredictLib.imaging.extraction import ExtractionSettings, extract_cohort
+from TACEPredictLib.stats.validation import run_survival_validation
 
 RUNS = (("nomogram-clinical", "nomogram", {"variant": "clinical"}),
         ("signature", "signature", {}),

@@ -16,8 +16,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import SimpleITK as sitk  # noqa: E402
 
-from TACEPredictLib.imageio import read_segmentation  # noqa: E402
-from TACEPredictLib.phantom import generate_cohort  # noqa: E402
+from TACEPredictLib.data.images import read_segmentation  # noqa: E402
+from TACEPredictLib.data.demo_cohort import generate_cohort  # noqa: E402
 
 
 def main():

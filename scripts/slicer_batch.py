@@ -29,7 +29,7 @@ def main(argv=None):
     parser.add_argument("--no-heatmaps", action="store_true", help="skip Grad-CAM heat maps")
     args = parser.parse_args(argv)
     from TACEPredictLib import RESEARCH_USE_NOTICE
-    from TACEPredictLib.mrml import run_cohort
+    from TACEPredictLib.slicer.mrml import run_cohort
     print(RESEARCH_USE_NOTICE)
     results, failures = run_cohort(args.manifest, args.bundle, args.out,
                                    cases=args.cases.split(",") if args.cases else None, device=args.device,

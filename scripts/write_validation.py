@@ -23,8 +23,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "Testing"))
 
 from TACEPredictLib import __version__, cli  # noqa: E402
-from TACEPredictLib.cox import fit_cox  # noqa: E402
-from TACEPredictLib.validation import (SURVIVAL_RUNS, run_aggressive_validation,  # noqa: E402
+from TACEPredictLib.stats.cox import fit_cox  # noqa: E402
+from TACEPredictLib.stats.validation import (SURVIVAL_RUNS, run_aggressive_validation,  # noqa: E402
                                        run_mrecist_validation, run_response_validation, run_survival_validation)
 
 HCC = os.path.join(os.path.dirname(REPO), "shared", "data", "hcc_tace_seg", "clinical.csv")
@@ -93,9 +93,9 @@ def deep_settings_section():
 def model_d_seed_spread(manifest, features, seed, seeds=3):
     """Model_D's held-out AUC when only the training seed changes (initial weights, batches, augmentation and
     the validation cases): how much one figure can be trusted."""
-    from TACEPredictLib.cnn import ModelD
-    from TACEPredictLib.metrics import roc_auc
-    from TACEPredictLib.validation import split_data
+    from TACEPredictLib.models.image_networks import ModelD
+    from TACEPredictLib.stats.metrics import roc_auc
+    from TACEPredictLib.stats.validation import split_data
     train, test = split_data(manifest, features, 0.3, seed)
     label = test.table["aggressive_pd"].to_numpy(dtype=int)
     return {s: roc_auc(label, ModelD().fit(train, seed=s).probability(test)) for s in range(seed + 1, seed + 1 + seeds)}

@@ -30,8 +30,8 @@ import pandas as pd
 import SimpleITK as sitk
 from scipy import ndimage
 
-from . import SYNTHETIC_DATA_NOTICE, __version__
-from .imageio import Segment, write_seg_nrrd
+from .. import SYNTHETIC_DATA_NOTICE, __version__
+from .images import Segment, write_seg_nrrd
 
 MATRIX = 192  # in-plane voxels
 Z_EXTENT_MM = 72.0

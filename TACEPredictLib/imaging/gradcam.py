@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import InputError
+from .. import InputError
 
 
 def signature_weights(model):
     """``{phase: weight vector over the backbone's features}`` and the family, or ``None`` when the model's
     risk has no deep-feature signature."""
-    from .deep import FEATURE_SIZES
+    from .deep_features import FEATURE_SIZES
     signature = getattr(model, "signature", None)
     if signature is None or not signature.standardiser.names or signature.family not in FEATURE_SIZES:
         return None
@@ -42,8 +42,8 @@ def signature_heatmaps(model, data, extraction, device="cpu"):
 
     import torch
 
-    from .deep import TARGET_LAYERS, gradcam, heatmap_volume
-    from .extract import _deep_extractor, deep_patches
+    from .deep_features import TARGET_LAYERS, gradcam, heatmap_volume
+    from .extraction import _deep_extractor, deep_patches
     found = signature_weights(model)
     if found is None:
         raise InputError(f"the {model.label} model has no deep-feature signature to explain", column="model",

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from . import InputError
+from .. import InputError
 
 WEEK_DAYS = 7.0
 # Readers' response codes: the collection's glossary does not spell them out; 1..4 follow mRECIST's order.

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from . import InputError
+from .. import InputError
 
 LPS_FROM_RAS = np.diag([-1.0, -1.0, 1.0])
 
@@ -232,7 +232,7 @@ def _node(scene, cls, name):
 
 def _survival_chart_table(prediction):
     """Years, the patient's curve per survival model, and the first model's training risk-group KM curves."""
-    from .survival import CURVE_YEARS
+    from ..models.overall_survival import CURVE_YEARS
     table = pd.DataFrame({"years": CURVE_YEARS})
     for label, curve in prediction["curves"].items():
         table[f"patient: {label}"] = curve["survival"].to_numpy()
@@ -308,7 +308,7 @@ def run_case(scene, phases, segmentation=None, segment_id=None, labelmap=None, l
             _bar(chart, scene, "probability")
             nodes["probability_chart"] = chart
         if heatmaps:
-            from .explain import signature_heatmaps, signature_weights
+            from ..imaging.gradcam import signature_heatmaps, signature_weights
             for model, info in prediction["models"]:
                 if info is None or signature_weights(model) is None:
                     continue
@@ -359,7 +359,7 @@ def load_case_nodes(scene, manifest, case_id):
     labelmap node}, plus "segment" (the segment id or label value the manifest names)."""
     import SimpleITK as sitk
 
-    from .imageio import read_image, read_segmentation
+    from ..data.images import read_image, read_segmentation
     row = manifest.row(case_id)
     nodes = {}
     for column in manifest.phases:
@@ -432,7 +432,7 @@ def run_cohort(manifest_path, bundles, out_dir, cases=None, device="auto", heatm
 
     import slicer
 
-    from .manifest import read_manifest
+    from ..data.manifest import read_manifest
     manifest = read_manifest(manifest_path)
     os.makedirs(out_dir, exist_ok=True)
     results, failures = [], []
@@ -471,7 +471,7 @@ def report_to_scene(scene, report_dir, name):
     (survival) or a ROC chart (binary tasks), and the calibration chart. Returns {name: node}."""
     import os
 
-    from . import metrics as M
+    from ..stats import metrics as M
     nodes = {}
     path = os.path.join(report_dir, "metrics.csv")
     if not os.path.isfile(path):
@@ -480,7 +480,7 @@ def report_to_scene(scene, report_dir, name):
                                                                                f"{name} metrics"))
     predictions = pd.read_csv(os.path.join(report_dir, "predictions.csv"))
     if "os_days" in predictions:
-        from .survival import CURVE_YEARS, DAYS_PER_YEAR
+        from ..models.overall_survival import CURVE_YEARS, DAYS_PER_YEAR
         curves = pd.DataFrame({"years": CURVE_YEARS})
         for group in ("low", "high"):
             members = predictions["risk_group"] == group

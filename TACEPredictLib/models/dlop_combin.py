@@ -31,11 +31,11 @@ import os
 import numpy as np
 import pandas as pd
 
-from . import InputError
-from .covariates import DEFAULT_CLINICAL, ClinicalEncoder, Standardiser
-from .cox import fit_cox, fold_ids, survival_from_baseline
-from .metrics import status_at, youden_cutoff
-from .survival import DAYS_PER_YEAR, DEEP_PHASES, HORIZON_YEARS, SurvivalModel, select_clinical, training_outcome
+from .. import InputError
+from ..data.cohort import DEFAULT_CLINICAL, ClinicalEncoder, Standardiser
+from ..stats.cox import fit_cox, fold_ids, survival_from_baseline
+from ..stats.metrics import status_at, youden_cutoff
+from .overall_survival import DAYS_PER_YEAR, DEEP_PHASES, HORIZON_YEARS, SurvivalModel, select_clinical, training_outcome
 
 INTERVAL_YEARS = (1, 2, 3, 4)
 VARIANTS = ("combined", "ct-only", "ct-cox")
@@ -104,9 +104,9 @@ def case_patches(data, phases, register="rigid"):
     """(cases, phases, 3, 224, 224) float32: the z-scored centre patches the extraction feeds a backbone."""
     import SimpleITK as sitk
 
-    from .extract import deep_patches
-    from .manifest import Manifest
-    from .preprocess import load_case
+    from ..imaging.extraction import deep_patches
+    from ..data.manifest import Manifest
+    from ..imaging.preprocess import load_case
     manifest = Manifest(data.table, os.path.dirname(data.manifest_path))
     out = []
     for _, row in data.table.iterrows():
@@ -176,7 +176,7 @@ class DLOPCombin(SurvivalModel):
         backbone = None
         clinical_dim = len(self.clinical_names) if self._uses_network_clinical() else 0
         if self.finetune:
-            from .deep import FEATURE_SIZES, build_backbone, load_weights
+            from ..imaging.deep_features import FEATURE_SIZES, build_backbone, load_weights
             backbone = build_backbone(self.family, spatial_dims=2, in_channels=3)
             if backbone_state is None:
                 self.backbone_provenance = load_weights(backbone, self.weights)
@@ -215,7 +215,7 @@ class DLOPCombin(SurvivalModel):
         clinical = self._clinical_inputs(data, warn=False)
         at_risk, died = discrete_time_targets(time, event)
 
-        from .deep import select_device, select_dtype
+        from ..imaging.deep_features import select_device, select_dtype
         device = select_device(self.device)
         torch.manual_seed(seed)
         net = self._build().to(device)
@@ -304,7 +304,7 @@ class DLOPCombin(SurvivalModel):
     # --- prediction ---
     def _hazards(self, data):
         import torch
-        from .deep import select_device
+        from ..imaging.deep_features import select_device
         device = select_device(self.device)
         net = self._build(backbone_state=self.state)
         net.load_state_dict({k: torch.as_tensor(v) for k, v in self.state.items()})

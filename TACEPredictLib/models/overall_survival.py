@@ -15,10 +15,10 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from . import InputError
-from .cox import (ConvergenceError, breslow_baseline, cv_elastic_net_cox, fit_cox, mrmr_rank, score_statistics,
+from .. import InputError
+from ..stats.cox import (ConvergenceError, breslow_baseline, cv_elastic_net_cox, fit_cox, mrmr_rank, score_statistics,
                   stepwise_aic, survival_from_baseline, univariate_screen)
-from .covariates import (DEFAULT_CLINICAL, ClinicalEncoder, InputWarning, Standardiser, check_events,
+from ..data.cohort import (DEFAULT_CLINICAL, ClinicalEncoder, InputWarning, Standardiser, check_events,
                          complete_outcome_rows, survival_outcome)
 
 DAYS_PER_YEAR = 365.25

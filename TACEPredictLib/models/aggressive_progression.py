@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from . import InputError, RESEARCH_USE_NOTICE
+from .. import InputError, RESEARCH_USE_NOTICE
 
 PUBLISHED_COEFFICIENTS = {"intercept": -1.6705, "tumor_size_mm": 0.009, "cirrhosis": 0.7009,
                           "fusion_lesion": 0.5365, "capsule=non-intact": -0.4967, "capsule=intact": -1.7083,

@@ -228,7 +228,7 @@ def resample_affine(batch, transforms):
     """Bilinear resampling of a (N, C, H, W) batch, one (matrix, offset) per image in (row, column) index
     space, edges extended; what ``scipy.ndimage.affine_transform(order=1, mode="nearest")`` does per channel,
     done for the whole batch at once by torch's ``grid_sample`` (the per-image loop was a quarter of an epoch)."""
-    from .deep import _torch
+    from .deep_features import _torch
     torch = _torch()
     half = (np.array(batch.shape[2:], float) - 1) / 2  # index i <-> normalised i / half - 1 (align_corners)
     swap = np.array([[0.0, 1.0], [1.0, 0.0]])  # (row, column) <-> grid_sample's (x, y)

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from . import InputError
-from . import imageio
+from .. import InputError
+from . import images as imageio
 
 IMAGE_COLUMNS = ("ct_ap", "ct_pvp", "ct_dp")
 PHASE_NAMES = {"ct_ap": "arterial", "ct_pvp": "portal venous", "ct_dp": "delayed"}

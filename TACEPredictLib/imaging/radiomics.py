@@ -14,7 +14,7 @@ import os
 import numpy as np
 import SimpleITK as sitk
 
-from . import InputError
+from .. import InputError
 
 RESOURCES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "Resources")
 DEFAULT_PARAMS = os.path.join(RESOURCES, "radiomics_ct.yaml")

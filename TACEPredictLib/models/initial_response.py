@@ -23,8 +23,8 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from . import InputError
-from .covariates import InputWarning
+from .. import InputError
+from ..data.cohort import InputWarning
 
 KINDS = ("linear", "logistic", "svm", "gbm", "rf")
 RESPONSE_CODES = {"CR": 1, "PR": 1, "SD": 0, "PD": 0}
@@ -146,7 +146,7 @@ class RadiomicsResponseClassifier:
         from sklearn.feature_selection import RFECV
         from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
-        from .metrics import youden_cutoff
+        from ..stats.metrics import youden_cutoff
         data, y = self.labelled(data)
         check_classes(y)
         wide = data.features(self.phases, self.family, icc_filter=self.icc_filter)
@@ -174,7 +174,7 @@ class RadiomicsResponseClassifier:
         self.out_of_fold = out_of_fold  # what an integration is fitted on (not stored in the bundle)
         self.cutoff = float(youden_cutoff(y, out_of_fold)[0])
         self.estimator = _estimator(self.kind, seed).fit(X, y)
-        from .metrics import roc_auc
+        from ..stats.metrics import roc_auc
         self.info = {"candidates": len(candidates), "features_available": int(wide.shape[1]),
                      "rfe_cv_auc": float(np.max(rfe.cv_results_["mean_test_score"])),
                      "n_features": len(chosen), "auc_training_out_of_fold": float(roc_auc(y, out_of_fold)),

@@ -7,9 +7,9 @@ import warnings
 
 import numpy as np
 
-from . import InputError, RESEARCH_USE_NOTICE, SYNTHETIC_DATA_NOTICE
+from .. import InputError, RESEARCH_USE_NOTICE, SYNTHETIC_DATA_NOTICE
 from .bundle import load_bundle, save_bundle
-from .covariates import InputWarning, complete_outcome_rows, survival_outcome
+from ..data.cohort import InputWarning, complete_outcome_rows, survival_outcome
 
 
 BINARY_TASKS = ("response", "mrecist", "aggressive-pd")  # measured by the AUC of a probability
@@ -17,20 +17,20 @@ BINARY_TASKS = ("response", "mrecist", "aggressive-pd")  # measured by the AUC o
 
 def model_classes(task):
     if task == "survival":
-        from .dlop import DLOPCombin
-        from .survival import MODEL_CLASSES
+        from .dlop_combin import DLOPCombin
+        from .overall_survival import MODEL_CLASSES
         return {**MODEL_CLASSES, DLOPCombin.kind: DLOPCombin}
     if task == "response":
-        from .cnn import ResponseCNN
-        from .ensembles import INTEGRATIONS, ResponseIntegration
-        from .response import MODEL_CLASSES as RESPONSE_CLASSES
+        from .image_networks import ResponseCNN
+        from .integrations import INTEGRATIONS, ResponseIntegration
+        from .initial_response import MODEL_CLASSES as RESPONSE_CLASSES
         return {**RESPONSE_CLASSES, ResponseCNN.kind: ResponseCNN, **{k: ResponseIntegration for k in INTEGRATIONS}}
     if task == "mrecist":
-        from .cnn import MRecistNet
+        from .image_networks import MRecistNet
         return {MRecistNet.kind: MRecistNet}
     if task == "aggressive-pd":
-        from .cnn import ModelD
-        from .ensembles import ModelCSD
+        from .image_networks import ModelD
+        from .integrations import ModelCSD
         return {ModelD.kind: ModelD, ModelCSD.kind: ModelCSD}
     raise InputError(f"unknown task '{task}'", column="--task", fix="use survival, response, mrecist or aggressive-pd")
 
@@ -67,13 +67,13 @@ def training_summary(data, task):
         time, event = survival_outcome(table, "os")
         summary.update(events=int(event.sum()), median_follow_up_days=float(np.median(time)))
     if task in ("response", "mrecist"):
-        from .response import objective_response
+        from .initial_response import objective_response
         label = objective_response(table).dropna()
         summary.update(cases=int(len(label)), responders=int(label.sum()))
         if task == "mrecist":
             summary["classes"] = {str(k): int(v) for k, v in table["response"].value_counts().items()}
     if task == "aggressive-pd":
-        from .cnn import aggressive_label
+        from .image_networks import aggressive_label
         label = aggressive_label(table).dropna()
         summary.update(cases=int(len(label)), events=int(label.sum()))
     return summary
@@ -118,8 +118,8 @@ def load(directory):
 def risk_group_km(time, event, risk, cutoff):
     """Kaplan-Meier survival of the training cohort's low- and high-risk groups on the survival-curve grid (what
     a new patient's predicted curve is shown against)."""
-    from . import metrics
-    from .survival import CURVE_YEARS as grid, DAYS_PER_YEAR
+    from ..stats import metrics
+    from .overall_survival import CURVE_YEARS as grid, DAYS_PER_YEAR
     curves = {"years": grid.tolist()}
     for group, members in (("low", risk <= cutoff), ("high", risk > cutoff)):
         if members.any():
@@ -131,7 +131,7 @@ def risk_group_km(time, event, risk, cutoff):
 def train_bundle(task, kind, data, out_dir, seed=0, **options):
     """Train, measure the apparent (training) C-index, write the bundle (and a nomogram figure for Cox models
     on clinical covariates). Returns ``(model, info)``."""
-    from . import metrics
+    from ..stats import metrics
     model, messages = train(task, kind, data, seed=seed, **options)
     settings = {k: v for k, v in options.items() if v is not None}
     if task in BINARY_TASKS:
@@ -142,7 +142,7 @@ def train_bundle(task, kind, data, out_dir, seed=0, **options):
         measured.update({k: v for k, v in model.info.items() if k.startswith("auc_")})
         info = save(model, out_dir, data, seed, settings=settings, input_warnings=messages, metrics=measured)
         if kind == "csd":
-            from .report import plot_logistic_nomogram
+            from ..stats.reports import plot_logistic_nomogram
             plot_logistic_nomogram(model, os.path.join(out_dir, "nomogram.png"), model.notice)
         return model, info
     labelled = data.subset(complete_outcome_rows(data.table, "os"))
@@ -154,6 +154,6 @@ def train_bundle(task, kind, data, out_dir, seed=0, **options):
                          "risk_group_km": risk_group_km(time, event, risk, model.cutoff)},
                 input_warnings=messages)
     if kind in ("nomogram", "clinical-cox"):
-        from .report import plot_nomogram
+        from ..stats.reports import plot_nomogram
         plot_nomogram(model, os.path.join(out_dir, "nomogram.png"), model.notice)
     return model, info

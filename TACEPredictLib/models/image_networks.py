@@ -25,9 +25,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from . import InputError
-from .preprocess import window
-from .response import check_classes, labelled_cases, objective_response, prediction_table
+from .. import InputError
+from ..imaging.preprocess import window
+from .initial_response import check_classes, labelled_cases, objective_response, prediction_table
 
 MRECIST_CLASSES = ("CR", "PR", "SD", "PD")
 BALANCE_BELOW = 0.8  # mRECIST: a class with fewer patches than this fraction of the largest is augmented
@@ -49,7 +49,7 @@ def normalise(hu):
 
 
 def _nn():
-    from .deep import _torch
+    from ..imaging.deep_features import _torch
     return _torch()
 
 
@@ -182,7 +182,7 @@ def fit_network(net, x, y, x_val, y_val, *, optimiser, epochs, batch_size, devic
         history.append({"epoch": epoch + 1, "train_loss": total / len(order), "validation_loss": val_loss})
         criterion = val_loss
         if select == "auc":
-            from .metrics import roc_auc
+            from ..stats.metrics import roc_auc
             history[-1]["validation_auc"] = roc_auc(y_val, p_val[:, 1])
             criterion = -history[-1]["validation_auc"]
         if on_epoch is not None:
@@ -266,8 +266,8 @@ class _PatchModel:
         return labelled_cases(data, self.case_label(data.table))
 
     def fit(self, data, seed=0):
-        from .deep import select_device
-        from .metrics import roc_auc, youden_cutoff
+        from ..imaging.deep_features import select_device
+        from ..stats.metrics import roc_auc, youden_cutoff
         data, y_case = self.labelled(data)
         check_classes(y_case)
         x, groups = self.inputs(data)
@@ -305,7 +305,7 @@ class _PatchModel:
 
     def probability(self, data):
         """Per case: the mean of its patches' probabilities, averaged over the members."""
-        from .deep import select_device
+        from ..imaging.deep_features import select_device
         x, groups = self.inputs(data)
         device = select_device(self.device)
         return np.mean([case_mean(predict_network(net, x, device)[:, 1], groups, len(data.case_ids))
@@ -359,7 +359,7 @@ class ResponseCNN(_PatchModel):
         return _nn().optim.Adam(net.parameters(), lr=1e-3, weight_decay=1e-6)
 
     def training_options(self):
-        from .sampling import Augmenter
+        from ..imaging.sampling import Augmenter
         return {"batch_size": 16, "augment": Augmenter(flips=True, rotate90=True), "patience": 10}
 
 
@@ -388,7 +388,7 @@ class ModelD(_PatchModel):
         return _nn().optim.Adam(net.parameters(), lr=1e-3, weight_decay=1e-4)
 
     def training_options(self):
-        from .sampling import Augmenter
+        from ..imaging.sampling import Augmenter
         # A fixed number of epochs: picking the epoch by a fold of ~28 cases (6 positives) picked noise (epochs
         # 1-6 of 40 on the demo), and would make the fold's out-of-fold scores optimistic. Noise variance
         # NOISE_VARIANCE, not the paper's 0.1: see its comment.
@@ -448,7 +448,7 @@ class MRecistNet:
 
     def extractor(self):
         if self._extractor is None:
-            from .deep import DeepFeatureExtractor
+            from ..imaging.deep_features import DeepFeatureExtractor
             self._extractor = DeepFeatureExtractor("resnet50", self.weights, self.device)
             self.backbone_provenance = self._extractor.provenance
         return self._extractor
@@ -488,8 +488,8 @@ class MRecistNet:
         return labelled_cases(data, mrecist_label(data.table))
 
     def fit(self, data, seed=0):
-        from .deep import select_device
-        from .metrics import roc_auc, youden_cutoff
+        from ..imaging.deep_features import select_device
+        from ..stats.metrics import roc_auc, youden_cutoff
         torch = _nn()
         data, y_case = self.labelled(data)
         counts = np.bincount(y_case, minlength=4)
@@ -547,7 +547,7 @@ class MRecistNet:
 
     def patch_probabilities(self, data):
         """(per-patch probabilities (N, 4), each patch's case index)."""
-        from .deep import select_device
+        from ..imaging.deep_features import select_device
         features, _, groups = self.patch_features(data)
         return predict_network(self.head, self._scale(features), select_device(self.device)), groups
 
@@ -580,7 +580,7 @@ class MRecistNet:
 
     @classmethod
     def from_params(cls, params, tensors=None):
-        from .deep import imagenet_checkpoint_cached
+        from ..imaging.deep_features import imagenet_checkpoint_cached
         weights = params["weights"]
         if weights == "imagenet" and not imagenet_checkpoint_cached("resnet50"):
             raise InputError("this model's ResNet-50 backbone needs the ImageNet checkpoint, which is not cached",

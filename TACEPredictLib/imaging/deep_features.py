@@ -16,8 +16,8 @@ import warnings
 import numpy as np
 import SimpleITK as sitk
 
-from . import InputError
-from .imageio import sha256_file
+from .. import InputError
+from ..data.images import sha256_file
 
 FEATURE_SIZES = {"densenet121": 1024, "resnet50": 2048, "resnet101": 2048}
 

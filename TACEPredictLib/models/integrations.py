@@ -11,10 +11,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from . import InputError
-from .aggressive import HIGH_RISK_CUTOFF, ClinicalSemanticScore
-from .cnn import MODEL_D_EPOCHS, ModelD, ResponseCNN
-from .response import KINDS as CML_KINDS, RadiomicsResponseClassifier, check_classes, prediction_table
+from .. import InputError
+from .aggressive_progression import HIGH_RISK_CUTOFF, ClinicalSemanticScore
+from .image_networks import MODEL_D_EPOCHS, ModelD, ResponseCNN
+from .initial_response import KINDS as CML_KINDS, RadiomicsResponseClassifier, check_classes, prediction_table
 
 INTEGRATIONS = tuple(f"{k}+cnn" for k in CML_KINDS) + tuple(f"{k}+size" for k in CML_KINDS)
 
@@ -91,7 +91,7 @@ class ResponseIntegration:
         return model.combine(data)
 
     def combine(self, data):
-        from .metrics import youden_cutoff
+        from ..stats.metrics import youden_cutoff
         labelled, y = self.labelled(data)
         out_of_fold = self.cml.out_of_fold
         if self.cnn is not None:
@@ -169,7 +169,7 @@ class ModelCSD:
         return self.d.labelled(data)
 
     def fit(self, data, seed=0):
-        from .metrics import roc_auc
+        from ..stats.metrics import roc_auc
         labelled, y = self.labelled(data)
         check_classes(y)
         cs = self.cs.score(labelled.table)

@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 
 from . import metrics as M
-from .covariates import complete_outcome_rows, survival_outcome
-from .survival import DAYS_PER_YEAR, HORIZON_YEARS
+from ..data.cohort import complete_outcome_rows, survival_outcome
+from ..models.overall_survival import DAYS_PER_YEAR, HORIZON_YEARS
 
 
 def _pyplot():
@@ -22,7 +22,7 @@ def _pyplot():
 
 def report_notice(model, data):
     """The model's notice, plus the synthetic-data notice when the evaluated cohort is the demo cohort."""
-    from . import SYNTHETIC_DATA_NOTICE
+    from .. import SYNTHETIC_DATA_NOTICE
     notice = model.notice
     if data.synthetic and SYNTHETIC_DATA_NOTICE not in notice:
         notice += " Evaluated on a " + SYNTHETIC_DATA_NOTICE
@@ -267,8 +267,8 @@ def evaluate_binary(model, data, label_column, out_dir, n_bootstrap=1000, seed=0
     the 0 / 1 column ``label_column``: metrics, ROC, calibration and decision-curve tables and figures."""
     import warnings
 
-    from .covariates import InputWarning
-    from . import InputError
+    from ..data.cohort import InputWarning
+    from .. import InputError
     os.makedirs(out_dir, exist_ok=True)
     if label_column not in data.table.columns:
         raise InputError(f"the manifest has no '{label_column}' column to evaluate against", column=label_column,

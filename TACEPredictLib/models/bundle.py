@@ -18,8 +18,8 @@ import platform
 
 import numpy as np
 
-from . import InputError, RESEARCH_USE_NOTICE, SYNTHETIC_DATA_NOTICE, __version__
-from .imageio import sha256_file
+from .. import InputError, RESEARCH_USE_NOTICE, SYNTHETIC_DATA_NOTICE, __version__
+from ..data.images import sha256_file
 
 FORMAT = "tacepredict-model"
 FORMAT_VERSION = 1

@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import SimpleITK as sitk
 
-from . import InputError, imageio
-from .manifest import IMAGE_COLUMNS, PHASE_NAMES
+from .. import InputError
+from ..data import images as imageio
+from ..data.manifest import IMAGE_COLUMNS, PHASE_NAMES
 
 # Room kept around the lesion when cropping (x, y, z in mm): in-plane, a 224-pixel patch centred on the lesion
 # (about 160 mm at 0.7 mm pixels) still sees real tissue; through-plane, the two neighbouring slices and the

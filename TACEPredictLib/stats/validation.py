@@ -14,10 +14,10 @@ import numpy as np
 import pandas as pd
 
 from . import metrics as M
-from . import models
-from .covariates import CohortData, complete_outcome_rows, survival_outcome
-from .manifest import _read_csv
-from .report import evaluate_survival
+from .. import models
+from ..data.cohort import CohortData, complete_outcome_rows, survival_outcome
+from ..data.manifest import _read_csv
+from .reports import evaluate_survival
 
 # (run name, model kind, options): seed 000's models, seed 001's DLOP-Combin and its comparators, baselines.
 SURVIVAL_RUNS = (
@@ -64,7 +64,7 @@ def _ground_truth(data):
     path = os.path.join(os.path.dirname(data.manifest_path), "ground_truth.csv")
     if not os.path.isfile(path):
         return None
-    from .phantom import APD_COEF, OS_COEF
+    from ..data.demo_cohort import APD_COEF, OS_COEF
     truth = pd.read_csv(path, dtype={"case_id": str}).set_index("case_id").loc[data.case_ids]
     truth["lp_os_image"] = sum(OS_COEF[k] * truth[k] for k in ("zs", "zh", "zn", "ze"))
     truth["lp_aggressive_pd_image"] = sum(APD_COEF[k] * truth[k] for k in ("zh", "zn"))
@@ -174,9 +174,9 @@ def run_response_validation(manifest_path, features_dir, out_dir, seed=0, test_f
     AUC with DeLong and bootstrap CIs, cut-off summary, calibration and decision curve; in ``comparison.csv``
     the DeLong test against the best model and NRI / IDI against the best radiomics classifier; the Spearman
     correlation of all models' outputs (``correlation.csv`` / ``.png``). Returns ``(table, summary)``."""
-    from .ensembles import ResponseIntegration
-    from .report import evaluate_binary, plot_correlation, report_notice
-    from .response import KINDS, LABEL, objective_response
+    from ..models.integrations import ResponseIntegration
+    from .reports import evaluate_binary, plot_correlation, report_notice
+    from ..models.initial_response import KINDS, LABEL, objective_response
     os.makedirs(out_dir, exist_ok=True)
     train, test = split_data(manifest_path, features_dir, test_fraction, seed)
     test = test.subset(test.table.assign(**{LABEL: objective_response(test.table)}))
@@ -232,9 +232,9 @@ def run_mrecist_validation(manifest_path, features_dir, out_dir, seed=0, test_fr
     """Seed 003's ResNet-50 on the same split: per-class one-vs-rest ROC / AUC and confusion matrices at patch
     and patient level, and P(objective response) = P(CR) + P(PR) against the objective response (the binary
     report). Returns ``(table, summary)``: one row per level."""
-    from .cnn import MRECIST_CLASSES, case_mean
-    from .report import evaluate_binary, plot_class_rocs, plot_confusion, report_notice
-    from .response import LABEL, objective_response
+    from ..models.image_networks import MRECIST_CLASSES, case_mean
+    from .reports import evaluate_binary, plot_class_rocs, plot_confusion, report_notice
+    from ..models.initial_response import LABEL, objective_response
     os.makedirs(out_dir, exist_ok=True)
     train, test = split_data(manifest_path, features_dir, test_fraction, seed)
     start = clock.perf_counter()
@@ -281,8 +281,8 @@ def run_aggressive_validation(manifest_path, features_dir, out_dir, seed=0, test
     """Seed 004 on the same split: Model_CS (published, untrained), Model_D and Model_CSD (trained), each
     evaluated on the held-out cases; DeLong, NRI (continuous and at 0.28) and IDI against Model_CS; Kaplan-Meier
     of time to aggressive progression and of OS by Model_CSD's 0.28 risk groups. Returns ``(table, summary)``."""
-    from .aggressive import ClinicalSemanticScore, HIGH_RISK_CUTOFF
-    from .report import evaluate_binary, plot_kaplan_meier, report_notice
+    from ..models.aggressive_progression import ClinicalSemanticScore, HIGH_RISK_CUTOFF
+    from .reports import evaluate_binary, plot_kaplan_meier, report_notice
     os.makedirs(out_dir, exist_ok=True)
     train, test = split_data(manifest_path, features_dir, test_fraction, seed)
     start = clock.perf_counter()

@@ -20,7 +20,7 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from . import InputError
+from .. import InputError
 from .manifest import COLUMNS, is_synthetic, read_manifest
 
 MAX_MISSING_FRACTION = 0.3
@@ -308,7 +308,7 @@ class CohortData:
 
     def features(self, phases, family, names=None, icc_filter=False):
         """Wide feature matrix (cases x ``phase:family:feature``) of this cohort's cases, in case order."""
-        from .extract import wide_features
+        from ..imaging.extraction import wide_features
         long = self._long_features()
         kept = self._icc if icc_filter and self._icc is not None else None
         long = long[long["case_id"].isin(self.case_ids)]

@@ -23,9 +23,9 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import pandas as pd
 
-from . import RESEARCH_USE_NOTICE, SYNTHETIC_DATA_NOTICE, InputError, __version__
-from .imageio import sha256_file
-from .manifest import Manifest, is_synthetic, read_manifest
+from .. import RESEARCH_USE_NOTICE, SYNTHETIC_DATA_NOTICE, InputError, __version__
+from ..data.images import sha256_file
+from ..data.manifest import Manifest, is_synthetic, read_manifest
 
 FEATURE_COLUMNS = ["case_id", "phase", "reader", "family", "feature", "value", "weights"]
 FAILURE_COLUMNS = ["case_id", "column", "error", "fix"]
@@ -57,12 +57,12 @@ class ExtractionSettings:
         data["deep"] = list(self.deep)
         params = self.radiomics_params
         if self.radiomics:
-            from .radiomics_features import resolve_params
+            from .radiomics import resolve_params
             data["radiomics_params"] = sha256_file(resolve_params(params))
         if self.weights not in ("imagenet", "random") and self.deep:
             data["weights"] = sha256_file(self.weights)
         if self.weights == "random" and self.deep:
-            from .deep import RANDOM_INIT_SEED
+            from .deep_features import RANDOM_INIT_SEED
             data["random_init_seed"] = RANDOM_INIT_SEED  # earlier untrained features were not seeded: recompute
         data["version"] = __version__
         return data
@@ -102,7 +102,7 @@ _WORKER_CACHE = {}  # per process: the radiomics extractor and the deep networks
 def _radiomics_extractor(params):
     key = ("radiomics", params)
     if key not in _WORKER_CACHE:
-        from .radiomics_features import make_extractor
+        from .radiomics import make_extractor
         _WORKER_CACHE[key] = make_extractor(params)
     return _WORKER_CACHE[key]
 
@@ -112,7 +112,7 @@ def _deep_extractor(backbone, weights, device, precision):
     if key not in _WORKER_CACHE:
         import warnings
 
-        from .deep import DeepFeatureExtractor
+        from .deep_features import DeepFeatureExtractor
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the random-weights warning goes into every output instead
             _WORKER_CACHE[key] = DeepFeatureExtractor(backbone, weights, device, precision)
@@ -161,7 +161,7 @@ def extract_case(manifest, row, settings, with_readers=False, case=None, radiomi
     import SimpleITK as sitk
 
     from .preprocess import load_case
-    from .radiomics_features import extract_from_crop, make_extractor, restrict_to
+    from .radiomics import extract_from_crop, make_extractor, restrict_to
     from .reproducibility import perturbed_masks
 
     readers = manifest.extra_seg_columns if with_readers else []
@@ -359,7 +359,7 @@ def extract_cohort(manifest_path, out_dir, settings=None, workers=None, dask_add
         raise InputError(f"the manifest has no column {', '.join(missing)}", column=missing[0],
                          fix=f"choose phases among {', '.join(manifest.phases) or '(none)'}")
     if settings.radiomics:
-        from .radiomics_features import make_extractor
+        from .radiomics import make_extractor
         make_extractor(settings.radiomics_params)  # fail once, clearly, before any case runs
     for backbone in settings.deep:
         # Also fetches ImageNet weights once here, not in every worker at the same time.

@@ -15,10 +15,10 @@ import time as clock
 import numpy as np
 import pandas as pd
 
-from . import InputError, RESEARCH_USE_NOTICE
-from .covariates import CohortData
-from .manifest import EXTRA_SEG_PATTERN, IMAGE_COLUMNS, read_manifest
-from .survival import CURVE_YEARS, DAYS_PER_YEAR
+from .. import InputError, RESEARCH_USE_NOTICE
+from ..data.cohort import CohortData
+from ..data.manifest import EXTRA_SEG_PATTERN, IMAGE_COLUMNS, read_manifest
+from ..models.overall_survival import CURVE_YEARS, DAYS_PER_YEAR
 
 RESULT_COLUMNS = ["case_id", "task", "model", "score", "probability", "probability_of", "risk_group", "cutoff",
                   "provenance", "notice", "error"]
@@ -81,7 +81,7 @@ class PatientData(CohortData):
 
     def case(self, phases, register):
         """The case's images, loaded (cropped, registered) once per phases and registration."""
-        from .preprocess import load_case
+        from ..imaging.preprocess import load_case
         key = (tuple(phases), register)
         if key not in self._cases:
             start = clock.perf_counter()
@@ -92,7 +92,7 @@ class PatientData(CohortData):
     def extract(self, family, settings=None, names=None):
         """Extract one family ("radiomics" or a backbone) with ``settings`` (a bundle's feature_extraction);
         ``names`` (``phase:family:feature``): only these radiomics features are computed."""
-        from .extract import ExtractionSettings, extract_case
+        from ..imaging.extraction import ExtractionSettings, extract_case
         settings = dict(settings or {})
         wanted = None  # (phase, feature) pairs
         if family == "radiomics" and names is not None:
@@ -135,7 +135,7 @@ class PatientData(CohortData):
     def patches(self, name):
         """The case's lesion patch set ``name`` (``sampling.PATCH_SETS``), cut from its loaded images as the
         extraction does (with the model's phases and registration)."""
-        from .sampling import PATCH_SETS, lesion_patches
+        from ..imaging.sampling import PATCH_SETS, lesion_patches
         case_id = self.case_ids[0]
         if case_id not in self._patch_cache:
             settings = self.extraction_settings or {}
@@ -178,8 +178,8 @@ def predict_patient(manifest_path, bundles=(), builtin=(("aggressive-pd", "clini
     ``features`` (wide feature table), ``timings`` (seconds per step), ``data`` (the PatientData), ``models``
     ([(model, bundle info or None)]).
     """
-    from . import models
-    from .aggressive import BUILT_IN_MODELS
+    from .. import models
+    from ..models.aggressive_progression import BUILT_IN_MODELS
     data = PatientData(manifest_path, device=device)
     case_id = data.case_ids[0]
     rows, curves, km, loaded = [], {}, {}, []

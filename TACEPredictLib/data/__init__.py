@@ -1,0 +1,2 @@
+"""Cohort data: the manifest, images and segmentations, the synthetic demo cohort, importers, outcomes and
+model inputs."""

@@ -1,0 +1,1 @@
+"""Imaging: preprocessing, lesion sampling, radiomics, deep features, Grad-CAM, cohort extraction."""

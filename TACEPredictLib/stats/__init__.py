@@ -1,0 +1,1 @@
+"""Statistics: Cox regression, evaluation metrics, reports and the held-out validation runner."""
