@@ -24,11 +24,12 @@ from slicer.util import VTKObservationMixin
 REQUIREMENTS_FILE = os.path.join(os.path.dirname(__file__), "Resources", "requirements.txt")
 # The default model-bundle folder (every sub-folder holding a model.json is used); a Slicer setting.
 BUNDLE_FOLDER_SETTING = "TACEPredict/BundleFolder"
-# The cohort section's model choices: model kind -> task ("clinical-semantic" is published: evaluate only).
-COHORT_MODELS = {"nomogram": "survival", "clinical-cox": "survival", "signature": "survival",
-                 "lasso-cox": "survival", "dlop": "survival", "rf": "response", "linear": "response",
-                 "cnn": "response", "rf+cnn": "response", "resnet50": "mrecist", "csd": "aggressive-pd",
-                 "clinical-semantic": "aggressive-pd"}
+
+
+def cohortModels():
+    """The cohort section's model choices, from the library's registry: {kind: its declaration}."""
+    from TACEPredictLib.models.registry import MODELS
+    return {spec.kind: spec for spec in MODELS}
 
 
 class TACEPredict(ScriptedLoadableModule):
@@ -178,9 +179,9 @@ class TACEPredictWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.cohortOutEdit.filters = ctk.ctkPathLineEdit.Dirs
         form.addRow("Output folder:", self.cohortOutEdit)
         self.trainModelCombo = qt.QComboBox()
-        self.trainModelCombo.addItems(list(COHORT_MODELS))
+        self.trainModelCombo.addItems(list(cohortModels()))
         self.trainModelCombo.toolTip = ("A model kind (its task: " + ", ".join(
-            f"{k} {v}" for k, v in COHORT_MODELS.items()) + "); clinical-semantic is the published score")
+            f"{k} {v.task}" for k, v in cohortModels().items()) + "); published scores: evaluate only")
         form.addRow("Model:", self.trainModelCombo)
         self.extractButton = qt.QPushButton("Extract")
         self.trainButton = qt.QPushButton("Train")
@@ -581,17 +582,17 @@ class TACEPredictLogic(ScriptedLoadableModuleLogic):
         features = os.path.join(out, "features")
         if action == "extract":
             return base + ["extract", "--manifest", manifest, "--out", features, "--workers", "1"] + device, features
-        if model == "clinical-semantic":  # published coefficients: nothing to extract or train
+        spec = cohortModels()[model]
+        if spec.published:  # published coefficients: nothing to extract or train
             if action != "evaluate":
-                raise ValueError("The published aggressive-progression score needs no extraction or training: "
-                                 "choose Evaluate.")
+                raise ValueError(f"{spec.title} needs no extraction or training: choose Evaluate.")
             report = os.path.join(out, "reports", model)
-            return base + ["evaluate", "--task", "aggressive-pd", "--model", model, "--manifest", manifest,
+            return base + ["evaluate", "--task", spec.task, "--model", model, "--manifest", manifest,
                            "--out", report], report
         model_dir = os.path.join(out, "models", model)
         if action == "train":
             extra = ["--features", features] if os.path.isdir(features) else []
-            return base + ["train", "--task", COHORT_MODELS.get(model, "survival"), "--model", model, "--manifest",
+            return base + ["train", "--task", spec.task, "--model", model, "--manifest",
                            manifest, "--out", model_dir] + extra, model_dir
         if action == "evaluate":
             report = os.path.join(out, "reports", model)

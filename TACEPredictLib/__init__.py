@@ -33,3 +33,7 @@ class InputError(ValueError):
         if fix:
             text += f" -> {fix}"
         super().__init__(text)
+
+
+class InputWarning(UserWarning):
+    """Input was changed by a documented rule (a covariate dropped, a value imputed, a case left out)."""

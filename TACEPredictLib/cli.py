@@ -220,10 +220,8 @@ def cmd_train(args):
 def _model_for(args):
     """A bundle folder, or a built-in published model named with --task."""
     from . import models
-    from .models.aggressive_progression import BUILT_IN_MODELS
-    built_in = BUILT_IN_MODELS.get((args.task, args.model))
-    if built_in is not None and not os.path.isdir(args.model):
-        model = built_in()
+    model = None if os.path.isdir(args.model) else models.built_in(args.task, args.model)
+    if model is not None:
         return model, model.provenance
     model, info = models.load(args.model)
     return model, info["provenance"]
@@ -234,11 +232,13 @@ def cmd_evaluate(args):
     model, provenance = _model_for(args)
     print(RESEARCH_USE_NOTICE)
     print(provenance)
-    if model.task in ("aggressive-pd", "response", "mrecist"):
+    from .models.registry import BINARY_TASKS
+    if model.task in BINARY_TASKS:
         data, label = _cohort(args), "aggressive_pd"
         if model.task in ("response", "mrecist"):  # mrecist: P(CR) + P(PR) against the objective response
-            from .models.initial_response import LABEL, objective_response
-            data, label = data.subset(data.table.assign(**{LABEL: objective_response(data.table)})), LABEL
+            from .data.outcomes import OBJECTIVE_RESPONSE, objective_response
+            data = data.subset(data.table.assign(**{OBJECTIVE_RESPONSE: objective_response(data.table)}))
+            label = OBJECTIVE_RESPONSE
         result, _ = evaluate_binary(model, data, label, args.out, n_bootstrap=args.bootstrap, seed=args.seed)
         print(f"AUC {result['auc']:.3f} (DeLong 95% CI {result['auc_delong_lower']:.3f}-"
               f"{result['auc_delong_upper']:.3f}); at the cut-off {result['cutoff']:g}: sensitivity "
@@ -262,7 +262,17 @@ def cmd_predict(args):
     return 0
 
 
+def _models_help(trained):
+    """The declared model kinds by task, with their titles (read from the registry, so the help never drifts)."""
+    from .models.registry import models_of
+    by_task = {}
+    for spec in models_of(trained=trained):
+        by_task.setdefault(spec.task, []).append(f"{spec.kind} = {spec.title}")
+    return "; ".join(f"{task}: {', '.join(kinds)}" for task, kinds in by_task.items())
+
+
 def build_parser():
+    from .models.registry import TASKS
     parser = argparse.ArgumentParser(
         prog="tacepredict",
         description="Outcome prediction after TACE for hepatocellular carcinoma. " + RESEARCH_USE_NOTICE)
@@ -331,11 +341,8 @@ def build_parser():
     p.set_defaults(func=cmd_split)
 
     p = sub.add_parser("train", help="train a model into a bundle folder")
-    p.add_argument("--task", required=True, choices=["survival", "response", "mrecist", "aggressive-pd"])
-    p.add_argument("--model", required=True, help="survival: signature, nomogram, dlop, lasso-cox, clinical-cox; "
-                                                  "response: linear, logistic, svm, gbm, rf, cnn, or an integration "
-                                                  "<classifier>+cnn / <classifier>+size (e.g. rf+cnn); mrecist: "
-                                                  "resnet50; aggressive-pd: cnn (Model_D), csd (Model_CSD)")
+    p.add_argument("--task", required=True, choices=list(TASKS))
+    p.add_argument("--model", required=True, help=_models_help(trained=True))
     p.add_argument("--manifest", required=True, help="training manifest CSV")
     p.add_argument("--features", default=None, help="folder written by `tacepredict extract` (image models)")
     p.add_argument("--out", required=True, help="model bundle folder to write")
@@ -356,8 +363,9 @@ def build_parser():
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="metrics and figures of a model on a labelled manifest")
-    p.add_argument("--model", required=True, help="model bundle folder, or a built-in model with --task")
-    p.add_argument("--task", default=None, help="with a built-in model: its task (aggressive-pd)")
+    p.add_argument("--model", required=True, help="model bundle folder, or a published score with --task: "
+                   + _models_help(trained=False))
+    p.add_argument("--task", default=None, choices=list(TASKS), help="with a published score: its task")
     p.add_argument("--manifest", required=True)
     p.add_argument("--features", default=None)
     p.add_argument("--out", required=True, help="report folder")
@@ -366,10 +374,9 @@ def build_parser():
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("predict", help="predictions of a model for every case of a manifest")
-    p.add_argument("--model", required=True,
-                   help="model bundle folder, or with --task aggressive-pd: clinical-semantic (the published "
-                        "Model_CS, no bundle needed)")
-    p.add_argument("--task", default=None, help="with a built-in model: its task (aggressive-pd)")
+    p.add_argument("--model", required=True, help="model bundle folder, or a published score with --task "
+                   "(no bundle needed): " + _models_help(trained=False))
+    p.add_argument("--task", default=None, choices=list(TASKS), help="with a published score: its task")
     p.add_argument("--manifest", required=True)
     p.add_argument("--features", default=None)
     p.add_argument("--out", required=True, help="predictions CSV to write")

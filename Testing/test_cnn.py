@@ -15,10 +15,13 @@ pytest.importorskip("sklearn")
 from TACEPredictLib import InputError, models  # noqa: E402
 from TACEPredictLib.stats import metrics
 from TACEPredictLib.models.aggressive_progression import ClinicalSemanticScore  # noqa: E402
-from TACEPredictLib.models.image_networks import (MRECIST_CLASSES, ModelD, MRecistNet, ResponseCNN, case_folds,  # noqa: E402
-                                case_mean, predict_network, stack_patches)
+from TACEPredictLib.data.outcomes import MRECIST_CLASSES, objective_response  # noqa: E402
+from TACEPredictLib.models.aggressive_progression import ModelD  # noqa: E402
+from TACEPredictLib.models.initial_response import ResponseCNN, ResponseIntegration  # noqa: E402
+from TACEPredictLib.models.mrecist import MRecistNet  # noqa: E402
+from TACEPredictLib.models.training import case_mean, predict_network, stack_patches  # noqa: E402
+from TACEPredictLib.stats.splits import stratified_folds  # noqa: E402
 from TACEPredictLib.data.cohort import CohortData  # noqa: E402
-from TACEPredictLib.models.initial_response import objective_response  # noqa: E402
 
 FEATURES = 2048
 
@@ -84,13 +87,13 @@ def patch_cohort(tmp_path_factory):
     return CohortData(train, features), CohortData(test, features), folder
 
 
-def test_case_folds_are_stratified_and_reproducible():
+def test_stratified_folds_are_stratified_and_reproducible():
     label = np.array([1] * 11 + [0] * 40)
-    fold = case_folds(label, 5, seed=3)
+    fold = stratified_folds(label, 5, seed=3)
     assert sorted(np.bincount(fold[label == 1])) == [2, 2, 2, 2, 3]
     assert (np.bincount(fold[label == 0]) == 8).all()
-    np.testing.assert_array_equal(fold, case_folds(label, 5, seed=3))
-    assert not np.array_equal(fold, case_folds(label, 5, seed=4))
+    np.testing.assert_array_equal(fold, stratified_folds(label, 5, seed=3))
+    assert not np.array_equal(fold, stratified_folds(label, 5, seed=4))
 
 
 def test_response_cnn_learns_the_visible_signal_and_round_trips(patch_cohort, tmp_path):
@@ -147,7 +150,6 @@ def test_mrecist_head_on_cached_backbone_features(patch_cohort, tmp_path):
 
 
 def test_integrations_of_a_classifier_with_the_cnn_and_with_size(patch_cohort):
-    from TACEPredictLib.models.integrations import ResponseIntegration
     train, test, _ = patch_cohort
 
     class Fixed:  # a fitted classifier stand-in: out-of-fold and new-case probabilities from another column

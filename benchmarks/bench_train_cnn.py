@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from TACEPredictLib.models.image_networks import head_net, model_d_net, response_cnn_net
+from TACEPredictLib.models.networks import head_net, model_d_net, response_cnn_net
 from TACEPredictLib.imaging.sampling import Augmenter, resample_affine
 
 NETWORKS = {  # name -> (builder, one sample's shape, batch size the model trains with)

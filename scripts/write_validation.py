@@ -93,7 +93,7 @@ def deep_settings_section():
 def model_d_seed_spread(manifest, features, seed, seeds=3):
     """Model_D's held-out AUC when only the training seed changes (initial weights, batches, augmentation and
     the validation cases): how much one figure can be trusted."""
-    from TACEPredictLib.models.image_networks import ModelD
+    from TACEPredictLib.models.aggressive_progression import ModelD
     from TACEPredictLib.stats.metrics import roc_auc
     from TACEPredictLib.stats.validation import split_data
     train, test = split_data(manifest, features, 0.3, seed)
@@ -295,7 +295,7 @@ Model_D's out-of-fold scores of the training cases: AUC {aggressive_summary['csd
 
 Model_D depends on the training seed at this cohort size: trained again with seeds {', '.join(str(k) for k in d_seeds)} (initial
 weights, batches, augmentation and folds change; nothing else), its held-out AUC is
-{', '.join(f"{v:.3f}" for v in d_seeds.values())} (seed {args.seed}: {aggressive_table.set_index('model').loc['cnn', 'auc']:.3f}).
+{', '.join(f"{v:.3f}" for v in d_seeds.values())} (seed {args.seed}: {aggressive_table.set_index('model').loc['model-d', 'auc']:.3f}).
 
 What the held-out cases allow: the phantom's true predictor reaches AUC
 {fmt(aggressive_summary['ground_truth'].get('auc_true_lp'))} and its image part alone (1.5 zh + 1.0 zn: texture

@@ -20,8 +20,9 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from .. import InputError
+from .. import InputError, InputWarning
 from .manifest import COLUMNS, is_synthetic, read_manifest
+from .outcomes import _cases_text
 
 MAX_MISSING_FRACTION = 0.3
 
@@ -31,21 +32,10 @@ DEFAULT_CLINICAL = ("age", "sex", "bclc", "child_pugh", "ecog", "afp_ng_ml", "al
                     "bilirubin_umol_l", "albi_grade", "tumor_size_mm", "tumor_number", "cirrhosis", "hbv", "mvi",
                     "portal_vein_invasion", "fusion_lesion", "capsule", "nodule_in_nodule")
 LOG_COLUMNS = {"afp_ng_ml": "log10_afp"}  # skewed labs enter on a log10(x + 1) scale
-OUTCOMES = {"os": ("os_days", "os_event"), "ttp": ("ttp_days", "progression_event"),
-            "aggressive_pd": ("aggressive_pd_days", "aggressive_pd")}
-
-
-class InputWarning(UserWarning):
-    """Input was changed by a documented rule (a covariate dropped, a value imputed, a case left out)."""
 
 
 def _warn(message):
     warnings.warn(message, InputWarning, stacklevel=3)
-
-
-def _cases_text(ids, limit=8):
-    ids = [str(i) for i in ids]
-    return ", ".join(ids[:limit]) + (f" and {len(ids) - limit} more" if len(ids) > limit else "")
 
 
 def _kind(column, values):
@@ -181,60 +171,6 @@ class Standardiser:
     @classmethod
     def from_dict(cls, data):
         return cls(data["names"], data["mean"], data["sd"])
-
-
-def _outcome_columns(table, outcome):
-    time_col, event_col = OUTCOMES[outcome]
-    for column in (time_col, event_col):
-        if column not in table.columns:
-            raise InputError(f"the manifest has no '{column}' column", column=column,
-                             fix=f"add '{time_col}' and '{event_col}' for survival models")
-    return time_col, event_col
-
-
-def survival_outcome(table, outcome="os"):
-    """``(time_days, event)`` arrays for the rows of ``table``; raises InputError naming a bad case."""
-    time_col, event_col = _outcome_columns(table, outcome)
-    time = pd.to_numeric(table[time_col], errors="coerce")
-    event = pd.to_numeric(table[event_col], errors="coerce")
-    for column, values in ((time_col, time), (event_col, event)):
-        bad = values.isna()
-        if bad.any():
-            raise InputError("missing or not a number", table.loc[bad, "case_id"].iloc[0], column,
-                             "fill it in, or leave the case out of the manifest")
-    negative = time < 0
-    if negative.any():
-        raise InputError(f"negative time ({time[negative].iloc[0]})", table.loc[negative, "case_id"].iloc[0],
-                         time_col, "times are days from TACE and cannot be negative")
-    if not event.isin((0, 1)).all():
-        bad = ~event.isin((0, 1))
-        raise InputError(f"event must be 0 or 1 (got {event[bad].iloc[0]})", table.loc[bad, "case_id"].iloc[0],
-                         event_col, "1 = event observed, 0 = censored")
-    return time.to_numpy(dtype=float), event.to_numpy(dtype=int)
-
-
-def complete_outcome_rows(table, outcome="os"):
-    """The rows with both outcome values, warning about (and naming) the ones left out."""
-    time_col, event_col = _outcome_columns(table, outcome)
-    missing = table[time_col].isna() | table[event_col].isna()
-    if missing.all():
-        raise InputError(f"no case has both '{time_col}' and '{event_col}'", column=time_col,
-                         fix="fill in the outcome of the training cases")
-    if missing.any():
-        _warn(f"case(s) {_cases_text(table.loc[missing, 'case_id'])} have no '{time_col}' / '{event_col}': "
-              "left out of training and evaluation")
-    return table[~missing].reset_index(drop=True)
-
-
-def check_events(time, event, case_count, column="os_event"):
-    """Stop early, with a fix, when the outcome cannot support a survival model."""
-    events = int(np.sum(event))
-    if events == 0:
-        raise InputError(f"no events among {case_count} cases: everything is censored, so no survival model "
-                         "can be fitted", column=column, fix="check the event coding (1 = event observed)")
-    if events < 5:
-        raise InputError(f"only {events} event(s) among {case_count} cases: too few for a survival model",
-                         column=column, fix="use a larger cohort")
 
 
 class CohortData:

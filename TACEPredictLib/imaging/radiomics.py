@@ -16,7 +16,7 @@ import SimpleITK as sitk
 
 from .. import InputError
 
-RESOURCES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "Resources")
+RESOURCES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "Resources")  # the package's
 DEFAULT_PARAMS = os.path.join(RESOURCES, "radiomics_ct.yaml")
 PRESETS = {"ct": DEFAULT_PARAMS, "ct-fast": os.path.join(RESOURCES, "radiomics_ct_fast.yaml")}
 

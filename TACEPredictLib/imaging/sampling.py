@@ -214,6 +214,25 @@ class Augmenter:
             batch += np.sqrt(self.noise_variance) * rng.standard_normal(batch.shape, dtype=np.float32)
         return batch
 
+    @staticmethod
+    def distinct_copy(image, rng):
+        """A (C, H, W) copy that differs from the image: rotated by 90, 180 or 270 degrees or flipped left-right,
+        with equal odds (seed 003's class balancing)."""
+        if rng.uniform() < 0.5:
+            return np.rot90(image, k=int(rng.integers(1, 4)), axes=(1, 2))
+        return image[:, :, ::-1]
+
+    @staticmethod
+    def random_flips(batch):
+        """Left-right, then up-down flips of a torch batch (N, ..., H, W), each case with probability 1/2 and the
+        same for all its channels and phases; drawn from torch's generator on the batch's device (DLOP-Combin's
+        fine-tuning)."""
+        import torch
+        for axis in (-1, -2):
+            flip = torch.rand(len(batch), device=batch.device) < 0.5
+            batch = torch.where(flip.view((-1,) + (1,) * (batch.dim() - 1)), batch.flip(axis), batch)
+        return batch
+
     def _affine(self, shape, rng):
         """A random (matrix, offset) in array-index space: output pixel p samples the input at matrix p + offset."""
         size = np.array(shape, float)

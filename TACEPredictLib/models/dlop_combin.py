@@ -33,8 +33,11 @@ import pandas as pd
 
 from .. import InputError
 from ..data.cohort import DEFAULT_CLINICAL, ClinicalEncoder, Standardiser
-from ..stats.cox import fit_cox, fold_ids, survival_from_baseline
+from ..stats.cox import fit_cox, survival_from_baseline
 from ..stats.metrics import status_at, youden_cutoff
+from ..imaging.sampling import Augmenter
+from ..stats.splits import stratified_folds
+from .training import train_network
 from .overall_survival import DAYS_PER_YEAR, DEEP_PHASES, HORIZON_YEARS, SurvivalModel, select_clinical, training_outcome
 
 INTERVAL_YEARS = (1, 2, 3, 4)
@@ -219,7 +222,8 @@ class DLOPCombin(SurvivalModel):
         device = select_device(self.device)
         torch.manual_seed(seed)
         net = self._build().to(device)
-        validation = fold_ids(event, 5, seed) == 0  # 20% of the training cases for early stopping
+        # 20% of the training cases, stratified by event, for early stopping
+        validation = stratified_folds(event.astype(bool), 5, seed, deal="cyclic", strata=(True, False)) == 0
         arrays = (image, clinical, at_risk, died)
         backbone_ids = {id(p) for p in net.backbone.parameters()} if net.backbone is not None else set()
         groups = [{"params": [p for p in net.parameters() if id(p) not in backbone_ids], "lr": self.lr}]
@@ -237,7 +241,14 @@ class DLOPCombin(SurvivalModel):
             size = self.batch_size if self.finetune else len(idx)
             for start in range(0, len(idx), size):
                 chosen = idx[start:start + size]
-                yield [torch.as_tensor(a[chosen], dtype=torch.float32, device=device) for a in arrays]
+                x_img, x_cli, r, d = [torch.as_tensor(a[chosen], dtype=torch.float32, device=device) for a in arrays]
+                yield (x_img, x_cli), (r, d), len(chosen)
+
+        def training_batches():
+            for (x_img, x_cli), target, rows in batches(~validation, shuffle=self.finetune):
+                if self.finetune:  # flips, per case and consistent over its phases
+                    x_img = Augmenter.random_flips(x_img)
+                yield (x_img, x_cli), target, rows
 
         def set_mode(training):
             net.train(training)
@@ -245,42 +256,28 @@ class DLOPCombin(SurvivalModel):
                 net.backbone.eval()
                 net.backbone.net.layer4.train(training)
 
-        best, best_state, best_epoch, losses = np.inf, None, 0, []
-        for epoch in range(self.max_epochs):
-            set_mode(True)
-            train_loss, seen = 0.0, 0
-            for x_img, x_cli, r, d in batches(~validation, shuffle=self.finetune):
-                if self.finetune:  # flips, per case and consistent over its phases
-                    flip = torch.rand(len(x_img), device=device) < 0.5
-                    x_img = torch.where(flip[:, None, None, None, None], x_img.flip(-1), x_img)
-                    flip = torch.rand(len(x_img), device=device) < 0.5
-                    x_img = torch.where(flip[:, None, None, None, None], x_img.flip(-2), x_img)
-                optimiser.zero_grad()
-                with torch.autocast(device.type, dtype=dtype, enabled=autocast):
-                    logits = net(x_img, x_cli)
-                loss = _nll(logits.float(), r, d)
-                loss.backward()
-                optimiser.step()
-                train_loss += float(loss) * len(x_img)
-                seen += len(x_img)
+        def validate():
             set_mode(False)
-            val_loss, val_seen = 0.0, 0
+            total, seen = 0.0, 0
             with torch.no_grad():
-                for x_img, x_cli, r, d in batches(validation, shuffle=False):
-                    with torch.autocast(device.type, dtype=dtype, enabled=autocast):
-                        logits = net(x_img, x_cli)
-                    val_loss += float(_nll(logits.float(), r, d)) * len(x_img)
-                    val_seen += len(x_img)
-            val_loss /= val_seen
-            losses.append((train_loss / seen, val_loss))
-            if val_loss < best - 1e-5:
-                best, best_epoch = val_loss, epoch
-                best_state = {k: v.detach().float().cpu().clone() for k, v in net.state_dict().items()}
-            elif epoch - best_epoch >= self.patience:
-                break
-        self.state = {k: v.numpy() for k, v in best_state.items()}
-        self.history = {"epochs_run": len(losses), "best_epoch": best_epoch + 1, "best_validation_nll": best,
-                        "train_nll_at_best": losses[best_epoch][0], "device": str(device),
+                for inputs, target, rows in batches(validation, shuffle=False):
+                    with mixed_precision():
+                        logits = net(*inputs)
+                    total += float(_nll(logits.float(), *target)) * rows
+                    seen += rows
+            return {"validation_loss": total / seen}
+
+        def mixed_precision():
+            return torch.autocast(device.type, dtype=dtype, enabled=autocast)
+
+        history, kept, best_state = train_network(
+            net, optimiser, lambda logits, target: _nll(logits, *target), training_batches, validate,
+            epochs=self.max_epochs, patience=self.patience, min_improvement=1e-5, set_mode=set_mode,
+            autocast=mixed_precision)
+        self.state = {k: v.detach().float().cpu().numpy() for k, v in best_state.items()}
+        self.history = {"epochs_run": len(history), "best_epoch": kept,
+                        "best_validation_nll": history[kept - 1]["validation_loss"],
+                        "train_nll_at_best": history[kept - 1]["train_loss"], "device": str(device),
                         "precision": str(dtype).replace("torch.", "") if autocast else "float32"}
 
         if self.variant == "ct-cox":

@@ -1,6 +1,10 @@
-"""Initial response to TACE, objective (CR + PR) against none (SD + PD), from radiomics (seed 002's cML).
+"""Initial response to TACE, objective (CR + PR) against none (SD + PD): seed 002's whole method.
 
-Arterial-phase radiomics of the 3D ROI, the ICC >= 0.75 filter when the extraction has one, recursive
+Peng J, Huang J, Huang G, Zhang J. Predicting the Initial Treatment Response to Transarterial Chemoembolization
+in Intermediate-Stage Hepatocellular Carcinoma by the Integration of Radiomics and Deep Learning. Front Oncol
+2021;11:730282. doi:10.3389/fonc.2021.730282
+
+Radiomics classifiers (``RadiomicsResponseClassifier``, the paper's cML): arterial-phase radiomics of the 3D ROI, the ICC >= 0.75 filter when the extraction has one, recursive
 feature elimination with a random forest whose number of features is chosen by 5-fold cross-validated AUC
 (the paper kept 14), then one of five classifiers on the chosen features:
 
@@ -14,23 +18,29 @@ feature elimination with a random forest whose number of features is chosen by 5
 The cut-off is the Youden point of the training cases' out-of-fold probabilities (5-fold), so it is not
 tuned on the apparent fit. The fitted scikit-learn estimators are stored with skops and loaded only if every
 type in the file is on ``TRUSTED_TYPES`` (never pickle).
+
+The CNN (``ResponseCNN``): two convolution + two pooling layers + dense, leaky ReLU 0.1, on the largest slice's
+224 x 224 x 3 arterial patch; Adam (lr 1e-3, L2 1e-6), batch 16, flips and rotations; a fifth of the training
+cases aside for early stopping and the cut-off.
+
+The integrations (``ResponseIntegration``): ``<classifier>+cnn``, the mean of the two probabilities;
+``<classifier>+size``, logistic regression on the classifier's out-of-fold logit and the tumour size. Each is
+fitted on predictions its components did not see while training (the classifier's out-of-fold probabilities).
 """
 
 from __future__ import annotations
-
-import warnings
 
 import numpy as np
 import pandas as pd
 
 from .. import InputError
-from ..data.cohort import InputWarning
+from ..data.outcomes import objective_response
+from .base import FOLDS, ProbabilityModel, check_classes, labelled_cases, logistic_fit, logit, sub_params
+from .networks import response_cnn_net, torch_module
+from .training import PatchModel
 
 KINDS = ("linear", "logistic", "svm", "gbm", "rf")
-RESPONSE_CODES = {"CR": 1, "PR": 1, "SD": 0, "PD": 0}
-LABEL = "objective_response"
 PHASES = ("ct_ap",)
-FOLDS = 5
 # What a response bundle's estimator file may contain: nothing else is loaded.
 TRUSTED_TYPES = [
     "sklearn.pipeline.Pipeline", "sklearn.preprocessing._data.StandardScaler",
@@ -43,50 +53,6 @@ TRUSTED_TYPES = [
     "sklearn.utils._bunch.Bunch", "numpy.random._mt19937.MT19937", "numpy.random.mtrand.RandomState",
     "builtins.slice", "collections.OrderedDict",
 ]
-
-
-def objective_response(table):
-    """1 for CR / PR, 0 for SD / PD, NaN where the response is missing; an unknown code names the case."""
-    if "response" not in table.columns:
-        raise InputError("the manifest has no 'response' column", column="response",
-                         fix="add the mRECIST response (CR, PR, SD or PD)")
-    codes = table["response"]
-    unknown = codes.notna() & ~codes.astype(str).isin(RESPONSE_CODES)
-    if unknown.any():
-        raise InputError(f"unknown response code '{codes[unknown].iloc[0]}'", table.loc[unknown, "case_id"].iloc[0],
-                         "response", "use CR, PR, SD or PD (mRECIST)")
-    return codes.map(RESPONSE_CODES).astype(float)
-
-
-def labelled_cases(data, label):
-    """The cases with a label (``label``: a Series over ``data.table``, NA where unknown) and their labels as
-    integers; the others are left out with a warning naming the first."""
-    missing = label.isna()
-    if missing.any():
-        warnings.warn(f"{int(missing.sum())} case(s) without an outcome are left out (first: "
-                      f"{data.table.loc[missing, 'case_id'].iloc[0]})", InputWarning, stacklevel=3)
-    return data.subset(data.table[~missing]), label[~missing].to_numpy(dtype=int)
-
-
-def prediction_table(model, data, probability, groups=("response", "no response")):
-    """One row per case of a probability model: score = probability, its group at the model's cut-off
-    (``groups``: the names above and below it), the provenance and the research-use notice."""
-    return pd.DataFrame({"case_id": data.case_ids, "task": model.task, "model": model.label,
-                         "score": probability, "probability": probability,
-                         "risk_group": np.where(probability >= model.cutoff, *groups),
-                         "cutoff": model.cutoff, "provenance": model.provenance, "notice": model.notice})
-
-
-def check_classes(label, folds=FOLDS):
-    """Both classes present, each with at least ``folds`` cases (stratified k-fold CV needs them)."""
-    counts = {int(v): int((label == v).sum()) for v in (0, 1)}
-    if min(counts.values()) == 0:
-        only = "objective response" if counts[1] else "no objective response"
-        raise InputError(f"every labelled case has {only}: a classifier needs both classes", column="response",
-                         fix="train on a cohort with responders and non-responders")
-    if min(counts.values()) < folds:
-        raise InputError(f"{min(counts.values())} case(s) in the smaller class, fewer than the {folds} folds of "
-                         "the cross-validation", column="response", fix="add cases of that class")
 
 
 def _estimator(kind, seed):
@@ -114,7 +80,7 @@ def _probability(estimator, X):
     return np.clip(estimator.predict(X), 0.0, 1.0)  # thresholded linear regression
 
 
-class RadiomicsResponseClassifier:
+class RadiomicsResponseClassifier(ProbabilityModel):
     """One of seed 002's classical models on RFE-selected arterial-phase radiomics."""
 
     task = "response"
@@ -185,9 +151,6 @@ class RadiomicsResponseClassifier:
         X = data.features(self.phases, self.family, names=self.features).to_numpy(dtype=float)
         return _probability(self.estimator, X)
 
-    def predict(self, data):
-        return prediction_table(self, data, self.probability(data))
-
     # Bundles ----------------------------------------------------------------------------------------------
     def params(self):
         return {"kind": self.kind, "family": self.family, "phases": list(self.phases), "icc_filter": self.icc_filter,
@@ -215,4 +178,140 @@ class RadiomicsResponseClassifier:
         return {"selected_features": pd.DataFrame({"feature": self.features})}
 
 
-MODEL_CLASSES = {kind: RadiomicsResponseClassifier for kind in KINDS}
+class ResponseCNN(PatchModel):
+    """Seed 002's CNN of objective response on the largest slice's arterial patch (224 x 224 x 3)."""
+
+    task = "response"
+    kind = "cnn"
+    patch_set = "centre"
+    channels = 3
+    label = "cnn (largest-slice patch)"
+    group_names = ("response", "no response")
+    label_column = "response"
+    outcome_names = ("objective response", "no objective response")
+
+    def case_label(self, table):
+        return objective_response(table)
+
+    def build(self):
+        return response_cnn_net(self.width)
+
+    def optimiser(self, net):
+        return torch_module().optim.Adam(net.parameters(), lr=1e-3, weight_decay=1e-6)
+
+    def training_options(self):
+        from ..imaging.sampling import Augmenter
+        return {"batch_size": 16, "augment": Augmenter(flips=True, rotate90=True), "patience": 10}
+
+
+INTEGRATIONS = tuple(f"{k}+cnn" for k in KINDS) + tuple(f"{k}+size" for k in KINDS)
+
+
+class ResponseIntegration(ProbabilityModel):
+    """``<cml>+cnn``: mean of the radiomics classifier's and the CNN's probabilities; ``<cml>+size``: logistic
+    regression on the classifier's logit and the tumour size (``tumor_size_mm``)."""
+
+    task = "response"
+
+    def __init__(self, kind="rf+cnn", epochs=30, width=8, device="auto"):
+        if kind not in INTEGRATIONS:
+            raise InputError(f"unknown response integration '{kind}'", column="--model",
+                             fix="use one of " + ", ".join(INTEGRATIONS))
+        self.kind = kind
+        self.cml_kind, self.partner = kind.split("+")
+        self.cml = RadiomicsResponseClassifier(self.cml_kind)
+        self.cnn = ResponseCNN(epochs, width, device) if self.partner == "cnn" else None
+        self.coefficients = None
+        self.cutoff = 0.5
+        self.info = {}
+        self.provenance = ""
+        self.notice = ""
+
+    @property
+    def label(self):
+        return f"{self.cml_kind} + {'CNN' if self.cnn else 'tumour size'}"
+
+    def labelled(self, data):
+        return self.cml.labelled(data)
+
+    def _size(self, data):
+        if "tumor_size_mm" not in data.table.columns:
+            raise InputError("the tumour-size integration needs the manifest column 'tumor_size_mm'",
+                             column="tumor_size_mm", fix="add tumor_size_mm (largest diameter, mm)")
+        size = pd.to_numeric(data.table["tumor_size_mm"], errors="coerce")
+        if size.isna().any():
+            raise InputError("missing or not a number; the tumour-size integration needs it",
+                             data.table["case_id"].iloc[int(np.flatnonzero(size.isna())[0])], "tumor_size_mm",
+                             "fill in tumor_size_mm (largest diameter, mm)")
+        return size.to_numpy(dtype=float)
+
+    def fit(self, data, seed=0):
+        labelled, _ = self.labelled(data)
+        self.cml.fit(labelled, seed=seed)
+        if self.cnn is not None:
+            self.cnn.fit(labelled, seed=seed)
+        return self.combine(labelled)
+
+    @classmethod
+    def from_components(cls, kind, data, cml, cnn=None):
+        """The integration of already trained components (``cml`` fitted in this process, so that its
+        out-of-fold probabilities are known): only the combination is fitted."""
+        model = cls(kind)
+        model.cml = cml
+        if model.partner == "cnn":
+            model.cnn = cnn
+        return model.combine(data)
+
+    def combine(self, data):
+        from ..stats.metrics import youden_cutoff
+        labelled, y = self.labelled(data)
+        out_of_fold = self.cml.out_of_fold
+        if self.cnn is not None:
+            combined = (out_of_fold + self.cnn.probability(labelled)) / 2
+        else:
+            X = np.column_stack([logit(out_of_fold), self._size(labelled)])
+            intercept, coef = logistic_fit(X, y)
+            self.coefficients = [intercept, *coef.tolist()]
+            combined = self._combine_size(out_of_fold, self._size(labelled))
+        self.cutoff = float(youden_cutoff(y, combined)[0])
+        self.info = {"cml": self.cml.info, "cnn": self.cnn.info if self.cnn else None,
+                     "coefficients": self.coefficients}
+        return self
+
+    def _combine_size(self, p_cml, size):
+        b0, b_cml, b_size = self.coefficients
+        return 1.0 / (1.0 + np.exp(-(b0 + b_cml * logit(p_cml) + b_size * size)))
+
+    def component_probabilities(self, data):
+        parts = {self.cml_kind: self.cml.probability(data)}
+        if self.cnn is not None:
+            parts["cnn"] = self.cnn.probability(data)
+        return parts
+
+    def probability(self, data):
+        parts = self.component_probabilities(data)
+        if self.cnn is not None:
+            return (parts[self.cml_kind] + parts["cnn"]) / 2
+        return self._combine_size(parts[self.cml_kind], self._size(data))
+
+    def params(self):
+        return {"kind": self.kind, "cml": self.cml.params(), "cnn": self.cnn.params() if self.cnn else None,
+                "coefficients": self.coefficients, "cutoff": self.cutoff}
+
+    def tensors(self):
+        out = {"cml." + k: v for k, v in self.cml.tensors().items()}
+        if self.cnn is not None:
+            out.update({"cnn." + k: v for k, v in self.cnn.tensors().items()})
+        return out
+
+    @classmethod
+    def from_params(cls, params, tensors=None):
+        model = cls(params["kind"])
+        model.cml = RadiomicsResponseClassifier.from_params(params["cml"], sub_params("cml.", tensors))
+        if params["cnn"] is not None:
+            model.cnn = ResponseCNN.from_params(params["cnn"], sub_params("cnn.", tensors))
+        model.coefficients, model.cutoff = params["coefficients"], params["cutoff"]
+        return model
+
+    def tables(self):
+        return {"selected_features": pd.DataFrame({"feature": self.cml.features})}

@@ -15,11 +15,12 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from .. import InputError
+from .. import InputError, InputWarning
 from ..stats.cox import (ConvergenceError, breslow_baseline, cv_elastic_net_cox, fit_cox, mrmr_rank, score_statistics,
                   stepwise_aic, survival_from_baseline, univariate_screen)
-from ..data.cohort import (DEFAULT_CLINICAL, ClinicalEncoder, InputWarning, Standardiser, check_events,
-                         complete_outcome_rows, survival_outcome)
+from ..data.cohort import DEFAULT_CLINICAL, ClinicalEncoder, Standardiser
+from ..data.outcomes import check_events, complete_outcome_rows, survival_outcome
+from .base import Model
 
 DAYS_PER_YEAR = 365.25
 HORIZON_YEARS = (1, 2, 3)
@@ -135,7 +136,7 @@ def _check_events_per_covariate(n_covariates, event):
                       "may overfit", InputWarning, stacklevel=3)
 
 
-class SurvivalModel:
+class SurvivalModel(Model):
     """Shared prediction, cut-off and serialisation logic; subclasses set ``kind`` and implement
     ``fit``, ``risk_score``, ``survival_days`` and ``params``."""
 

@@ -1,54 +1,156 @@
-"""Train, save and load models of every task through one interface (bundles: see ``bundle.py``)."""
+"""Every task and every model, declared once (``TASKS``, ``MODELS``), and training, saving and loading through
+that declaration. The command line's choices and help, the Slicer module's model list, the validation runner
+and the one-patient path are all read from here: adding a model is one ``ModelSpec`` line (see
+docs/architecture.md).
+"""
 
 from __future__ import annotations
 
+import importlib
 import os
 import warnings
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from .. import InputError, RESEARCH_USE_NOTICE, SYNTHETIC_DATA_NOTICE
+from .. import InputError, InputWarning, RESEARCH_USE_NOTICE, SYNTHETIC_DATA_NOTICE
+from ..data.outcomes import (aggressive_label, complete_outcome_rows, is_objective, mrecist_label,
+                             objective_response, survival_outcome)
 from .bundle import load_bundle, save_bundle
-from ..data.cohort import InputWarning, complete_outcome_rows, survival_outcome
+from .initial_response import KINDS as CML  # the five radiomics classifiers
+
+PAPERS = {
+    "000": "Zhang L, Xia W, Yan Z-P, et al. Deep Learning Predicts Overall Survival of Patients With Unresectable "
+           "Hepatocellular Carcinoma Treated by Transarterial Chemoembolization Plus Sorafenib. Front Oncol "
+           "2020;10:593292. doi:10.3389/fonc.2020.593292",
+    "001": "Sun Z, Li X, Liang H, Shi Z, Ren H. A Deep Learning Model Combining Multimodal Factors to Predict the "
+           "Overall Survival of Transarterial Chemoembolization. J Hepatocell Carcinoma 2024;11:385-397. "
+           "doi:10.2147/JHC.S443660",
+    "002": "Peng J, Huang J, Huang G, Zhang J. Predicting the Initial Treatment Response to Transarterial "
+           "Chemoembolization in Intermediate-Stage Hepatocellular Carcinoma by the Integration of Radiomics and "
+           "Deep Learning. Front Oncol 2021;11:730282. doi:10.3389/fonc.2021.730282",
+    "003": "Peng J, Kang S, Ning Z, et al. Residual convolutional neural network for predicting response of "
+           "transarterial chemoembolization in hepatocellular carcinoma from CT imaging. Eur Radiol (published "
+           "online 22 July 2019). doi:10.1007/s00330-019-06318-1",
+    "004": "Fu S, Pan M, Zhang J, et al. Deep Learning-Based Prediction of Future Extrahepatic Metastasis and "
+           "Macrovascular Invasion in Hepatocellular Carcinoma. J Hepatocell Carcinoma (Dove Medical Press)",
+    "": "a comparator of TACEPredict's, not a published method",
+}
 
 
-BINARY_TASKS = ("response", "mrecist", "aggressive-pd")  # measured by the AUC of a probability
+@dataclass(frozen=True)
+class TaskSpec:
+    """A prediction task: its outcome columns, how a case's label is read (None: survival pairs), whether its
+    models give a probability or a risk, and the metrics its evaluation reports."""
+    name: str
+    title: str
+    outcome_columns: tuple
+    label: object  # table -> Series (NA where unknown), or None for time-to-event outcomes
+    output: str  # "probability" or "risk"
+    probability_of: str
+    metrics: tuple
 
 
-def model_classes(task):
-    if task == "survival":
-        from .dlop_combin import DLOPCombin
-        from .overall_survival import MODEL_CLASSES
-        return {**MODEL_CLASSES, DLOPCombin.kind: DLOPCombin}
-    if task == "response":
-        from .image_networks import ResponseCNN
-        from .integrations import INTEGRATIONS, ResponseIntegration
-        from .initial_response import MODEL_CLASSES as RESPONSE_CLASSES
-        return {**RESPONSE_CLASSES, ResponseCNN.kind: ResponseCNN, **{k: ResponseIntegration for k in INTEGRATIONS}}
-    if task == "mrecist":
-        from .image_networks import MRecistNet
-        return {MRecistNet.kind: MRecistNet}
-    if task == "aggressive-pd":
-        from .image_networks import ModelD
-        from .integrations import ModelCSD
-        return {ModelD.kind: ModelD, ModelCSD.kind: ModelCSD}
-    raise InputError(f"unknown task '{task}'", column="--task", fix="use survival, response, mrecist or aggressive-pd")
+TASKS = {t.name: t for t in (
+    TaskSpec("survival", "overall survival", ("os_days", "os_event"), None, "risk", "3-year survival",
+             ("c_index", "time_dependent_auc", "integrated_brier_score", "calibration", "kaplan_meier")),
+    TaskSpec("response", "initial response (CR + PR vs SD + PD)", ("response",), objective_response, "probability",
+             "objective response (CR+PR)", ("auc", "delong", "calibration", "decision_curve", "nri", "idi")),
+    TaskSpec("mrecist", "mRECIST response (CR / PR / SD / PD)", ("response",), mrecist_label, "probability",
+             "objective response (CR+PR)", ("auc", "delong", "confusion_matrix", "per_class_roc")),
+    TaskSpec("aggressive-pd", "aggressive progression (extrahepatic metastasis or macrovascular invasion)",
+             ("aggressive_pd",), aggressive_label, "probability", "aggressive progression",
+             ("auc", "delong", "calibration", "decision_curve", "nri", "idi", "kaplan_meier")),
+)}
+BINARY_TASKS = tuple(name for name, task in TASKS.items() if task.output == "probability")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A model kind: its task, the class that implements it (``module:Class`` in this package, imported on
+    use), a title, the paper it implements (a key of ``PAPERS``), the training options it takes, constructor
+    arguments fixed by the kind, the lesion patch set it reads, what its inputs need, whether it is a published
+    score used as published (no training, no bundle), and older kind names its bundles may carry."""
+    task: str
+    kind: str
+    implementation: str
+    title: str
+    paper: str = ""
+    options: tuple = ()
+    fixed: dict = field(default_factory=dict)
+    patch_set: str | None = None
+    needs: tuple = ()
+    published: bool = False
+    aliases: tuple = ()
+
+    @property
+    def cls(self):
+        module, name = self.implementation.split(":")
+        return getattr(importlib.import_module(f"{__package__}.{module}"), name)
+
+
+_CNN = ("epochs", "device")
+MODELS = (
+    ModelSpec("survival", "signature", "overall_survival:SignatureCox", "deep signature (ElasticNet-Cox)", "000",
+              ("family",), needs=("deep",)),
+    ModelSpec("survival", "nomogram", "overall_survival:Nomogram", "Cox nomogram, clinical or integrated", "000",
+              ("variant", "p_threshold", "family", "covariates"), needs=("deep",)),
+    ModelSpec("survival", "clinical-cox", "overall_survival:ClinicalCox", "clinical Cox model", "",
+              ("p_threshold", "covariates")),
+    ModelSpec("survival", "lasso-cox", "overall_survival:LassoCox", "radiomics LASSO-Cox", "", ("family",),
+              needs=("radiomics",)),
+    ModelSpec("survival", "dlop", "dlop_combin:DLOPCombin", "DLOP-Combin (discrete-time survival network)", "001",
+              ("variant", "p_threshold", "family", "covariates", "weights", "device"), needs=("deep",)),
+    *(ModelSpec("response", k, "initial_response:RadiomicsResponseClassifier", f"{k} on radiomics", "002",
+                ("family",), fixed={"kind": k}, needs=("radiomics",)) for k in CML),
+    ModelSpec("response", "cnn", "initial_response:ResponseCNN", "CNN on the largest slice", "002", _CNN,
+              patch_set="centre", needs=("patches",)),
+    *(ModelSpec("response", f"{k}+cnn", "initial_response:ResponseIntegration", f"{k} + CNN", "002", _CNN,
+                fixed={"kind": f"{k}+cnn"}, patch_set="centre", needs=("radiomics", "patches")) for k in CML),
+    *(ModelSpec("response", f"{k}+size", "initial_response:ResponseIntegration", f"{k} + tumour size", "002",
+                fixed={"kind": f"{k}+size"}, needs=("radiomics",)) for k in CML),
+    ModelSpec("mrecist", "resnet50", "mrecist:MRecistNet", "ResNet-50 transfer learning (4 classes)", "003",
+              ("epochs", "weights", "device"), patch_set="inside", needs=("patches",)),
+    ModelSpec("aggressive-pd", "clinical-semantic", "aggressive_progression:ClinicalSemanticScore",
+              "Model_CS (published clinical-semantic score)", "004", published=True),
+    ModelSpec("aggressive-pd", "model-d", "aggressive_progression:ModelD", "Model_D (CNN on slice boxes)", "004",
+              _CNN, patch_set="boxes", needs=("patches",), aliases=("cnn",)),
+    ModelSpec("aggressive-pd", "csd", "aggressive_progression:ModelCSD", "Model_CSD (Model_CS + Model_D)", "004",
+              _CNN, patch_set="boxes", needs=("patches",)),
+)
+
+
+def models_of(task=None, trained=None):
+    """The declared models, of one task, and only the trained (or only the published) ones if asked."""
+    return [m for m in MODELS if (task is None or m.task == task) and (trained is None or m.published != trained)]
+
+
+def model_spec(task, kind):
+    """The declaration of ``kind`` in ``task`` (an older kind name its bundles carry is accepted)."""
+    if task not in TASKS:
+        raise InputError(f"unknown task '{task}'", column="--task", fix="use one of " + ", ".join(TASKS))
+    for spec in models_of(task):
+        if kind == spec.kind or kind in spec.aliases:
+            return spec
+    raise InputError(f"unknown {task} model '{kind}'", column="--model",
+                     fix="use one of " + ", ".join(s.kind for s in models_of(task)))
 
 
 def make_model(task, kind, **options):
-    classes = model_classes(task)
-    if kind not in classes:
-        raise InputError(f"unknown {task} model '{kind}'", column="--model", fix=f"use one of {', '.join(classes)}")
-    import inspect
-    accepted = inspect.signature(classes[kind].__init__).parameters
+    """A new, untrained model of a declared kind; an option the kind does not take is an error naming it."""
+    spec = model_spec(task, kind)
     options = {k: v for k, v in options.items() if v is not None}
-    if "kind" in accepted:  # one class, several kinds (the response classifiers)
-        options["kind"] = kind
     for name in options:
-        if name not in accepted:
-            raise InputError(f"option '{name}' does not apply to the {kind} model", column="--" + name.replace("_", "-"),
-                             fix="leave it out")
-    return classes[kind](**options)
+        if name not in spec.options:
+            raise InputError(f"option '{name}' does not apply to the {spec.kind} model",
+                             column="--" + name.replace("_", "-"), fix="leave it out")
+    return spec.cls(**spec.fixed, **options)
+
+
+def built_in(task, kind):
+    """A published score's model (no bundle), or None when ``kind`` is not one."""
+    spec = next((s for s in models_of(task, trained=False) if s.kind == kind), None) if task in TASKS else None
+    return spec.cls() if spec else None
 
 
 def training_summary(data, task):
@@ -67,13 +169,11 @@ def training_summary(data, task):
         time, event = survival_outcome(table, "os")
         summary.update(events=int(event.sum()), median_follow_up_days=float(np.median(time)))
     if task in ("response", "mrecist"):
-        from .initial_response import objective_response
         label = objective_response(table).dropna()
         summary.update(cases=int(len(label)), responders=int(label.sum()))
         if task == "mrecist":
             summary["classes"] = {str(k): int(v) for k, v in table["response"].value_counts().items()}
     if task == "aggressive-pd":
-        from .image_networks import aggressive_label
         label = aggressive_label(table).dropna()
         summary.update(cases=int(len(label)), events=int(label.sum()))
     return summary
@@ -104,11 +204,12 @@ def save(model, directory, data, seed, settings=None, metrics=None, input_warnin
 def load(directory):
     """A model from its bundle, with its provenance and notice attached to every prediction."""
     info, params, tensors = load_bundle(directory)
-    classes = model_classes(info["task"])
-    if info["kind"] not in classes:
-        raise InputError(f"model kind '{info['kind']}' is unknown to this TACEPredict", column="--model",
-                         fix="upgrade TACEPredict")
-    model = classes[info["kind"]].from_params(params, tensors)
+    try:
+        spec = model_spec(info["task"], info["kind"])
+    except InputError:
+        raise InputError(f"model kind '{info['kind']}' of task '{info['task']}' is unknown to this TACEPredict",
+                         column="--model", fix="upgrade TACEPredict") from None
+    model = spec.cls.from_params(params, tensors)
     model.provenance = info["provenance"]
     model.notice = info.get("notice") or (RESEARCH_USE_NOTICE + (" " + SYNTHETIC_DATA_NOTICE
                                                                   if info["training"].get("synthetic") else ""))
@@ -132,16 +233,17 @@ def train_bundle(task, kind, data, out_dir, seed=0, **options):
     """Train, measure the apparent (training) C-index, write the bundle (and a nomogram figure for Cox models
     on clinical covariates). Returns ``(model, info)``."""
     from ..stats import metrics
+    spec = model_spec(task, kind)
     model, messages = train(task, kind, data, seed=seed, **options)
     settings = {k: v for k, v in options.items() if v is not None}
     if task in BINARY_TASKS:
         labelled, label = model.labelled(data)
         if task == "mrecist":
-            label = (label <= 1).astype(int)  # objective response = CR or PR
+            label = is_objective(label).astype(int)
         measured = {"auc_training_apparent": metrics.roc_auc(label, model.probability(labelled))}
         measured.update({k: v for k, v in model.info.items() if k.startswith("auc_")})
         info = save(model, out_dir, data, seed, settings=settings, input_warnings=messages, metrics=measured)
-        if kind == "csd":
+        if spec.kind == "csd":
             from ..stats.reports import plot_logistic_nomogram
             plot_logistic_nomogram(model, os.path.join(out_dir, "nomogram.png"), model.notice)
         return model, info
@@ -153,7 +255,7 @@ def train_bundle(task, kind, data, out_dir, seed=0, **options):
                 metrics={"c_index_training_apparent": apparent,
                          "risk_group_km": risk_group_km(time, event, risk, model.cutoff)},
                 input_warnings=messages)
-    if kind in ("nomogram", "clinical-cox"):
+    if spec.kind in ("nomogram", "clinical-cox"):
         from ..stats.reports import plot_nomogram
         plot_nomogram(model, os.path.join(out_dir, "nomogram.png"), model.notice)
     return model, info

@@ -22,8 +22,6 @@ from ..models.overall_survival import CURVE_YEARS, DAYS_PER_YEAR
 
 RESULT_COLUMNS = ["case_id", "task", "model", "score", "probability", "probability_of", "risk_group", "cutoff",
                   "provenance", "notice", "error"]
-PROBABILITY_OF = {"aggressive-pd": "aggressive progression", "response": "objective response (CR+PR)",
-                  "mrecist": "objective response (CR+PR)"}
 
 
 def write_case(folder, case_id, phases, mask, clinical=None):
@@ -179,7 +177,6 @@ def predict_patient(manifest_path, bundles=(), builtin=(("aggressive-pd", "clini
     ([(model, bundle info or None)]).
     """
     from .. import models
-    from ..models.aggressive_progression import BUILT_IN_MODELS
     data = PatientData(manifest_path, device=device)
     case_id = data.case_ids[0]
     rows, curves, km, loaded = [], {}, {}, []
@@ -191,7 +188,7 @@ def predict_patient(manifest_path, bundles=(), builtin=(("aggressive-pd", "clini
             rows.append({"case_id": case_id, "model": os.path.basename(os.path.normpath(str(folder))),
                          "error": f"{type(exc).__name__}: {exc}"})
     for key in builtin:
-        loaded.append((BUILT_IN_MODELS[tuple(key)](), None, None))
+        loaded.append((models.built_in(*key), None, None))
     for model, info, folder in loaded:
         start = clock.perf_counter()
         row = {"case_id": case_id, "task": model.task, "model": model.label, "provenance": model.provenance,
@@ -207,7 +204,7 @@ def predict_patient(manifest_path, bundles=(), builtin=(("aggressive-pd", "clini
             else:
                 prediction = model.predict(data).iloc[0]
                 row.update({k: prediction[k] for k in ("score", "probability", "risk_group", "cutoff")},
-                           probability_of=PROBABILITY_OF.get(model.task, model.task))
+                           probability_of=models.TASKS[model.task].probability_of)
         except Exception as exc:  # noqa: BLE001 - recorded per model, the others still run
             row["error"] = f"{type(exc).__name__}: {exc}"
         data.timings[f"predict {model.label}"] = clock.perf_counter() - start

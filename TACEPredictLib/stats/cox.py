@@ -18,6 +18,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from .splits import stratified_folds
+
 
 class ConvergenceError(ValueError):
     """The partial likelihood has no finite maximum (e.g. a covariate separates events perfectly)."""
@@ -367,18 +369,6 @@ class ElasticNetCox:
     cv: pd.DataFrame  # l1_ratio, lam, cv_deviance, cv_se, nonzero
 
 
-def fold_ids(event, n_folds, seed):
-    """Folds stratified by event status, reproducible for a seed."""
-    event = np.asarray(event).astype(bool)
-    rng = np.random.default_rng(seed)
-    folds = np.empty(len(event), dtype=int)
-    for status in (True, False):
-        idx = np.flatnonzero(event == status)
-        rng.shuffle(idx)
-        folds[idx] = np.arange(len(idx)) % n_folds
-    return folds
-
-
 def cv_elastic_net_cox(X, time, event, l1_ratios=(0.1, 0.5, 0.9, 1.0), n_folds=5, n_lambda=30, seed=0,
                        rule="min"):
     """Choose lambda and l1 ratio by K-fold cross-validated partial likelihood, then refit on all data.
@@ -387,7 +377,8 @@ def cv_elastic_net_cox(X, time, event, l1_ratios=(0.1, 0.5, 0.9, 1.0), n_folds=5
     ``rule="1se"`` takes the largest lambda within one standard error of the minimum (sparser signatures).
     """
     X, time, event = _check(X, time, event)
-    folds = fold_ids(event, n_folds, seed)
+    # by event status, dealt out in turn
+    folds = stratified_folds(np.asarray(event).astype(bool), n_folds, seed, deal="cyclic", strata=(True, False))
     rows = []
     for alpha in l1_ratios:
         lambdas, _ = elastic_net_path(X, time, event, alpha, n_lambda=n_lambda)

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from . import metrics as M
-from ..data.cohort import complete_outcome_rows, survival_outcome
+from ..data.outcomes import complete_outcome_rows, survival_outcome
 from ..models.overall_survival import DAYS_PER_YEAR, HORIZON_YEARS
 
 
@@ -267,8 +267,7 @@ def evaluate_binary(model, data, label_column, out_dir, n_bootstrap=1000, seed=0
     the 0 / 1 column ``label_column``: metrics, ROC, calibration and decision-curve tables and figures."""
     import warnings
 
-    from ..data.cohort import InputWarning
-    from .. import InputError
+    from .. import InputError, InputWarning
     os.makedirs(out_dir, exist_ok=True)
     if label_column not in data.table.columns:
         raise InputError(f"the manifest has no '{label_column}' column to evaluate against", column=label_column,

@@ -15,7 +15,8 @@ import pandas as pd
 
 from . import metrics as M
 from .. import models
-from ..data.cohort import CohortData, complete_outcome_rows, survival_outcome
+from ..data.cohort import CohortData
+from ..data.outcomes import complete_outcome_rows, survival_outcome
 from ..data.manifest import _read_csv
 from .reports import evaluate_survival
 
@@ -39,12 +40,7 @@ def split_manifest(manifest_path, test_fraction=0.3, seed=0, stratify="os_event"
     table = _read_csv(manifest_path)
     labels = pd.to_numeric(table[stratify], errors="coerce").fillna(-1).to_numpy() if stratify in table else \
         np.zeros(len(table))
-    rng = np.random.default_rng(seed)
-    test = np.zeros(len(table), dtype=bool)
-    for value in np.unique(labels):
-        idx = np.flatnonzero(labels == value)
-        rng.shuffle(idx)
-        test[idx[:int(round(test_fraction * len(idx)))]] = True
+    test = stratified_holdout(labels, test_fraction, seed)
     stem = os.path.splitext(os.path.abspath(manifest_path))[0]
     paths = (stem + "_train.csv", stem + "_test.csv")
     table[~test].to_csv(paths[0], index=False)
@@ -174,9 +170,9 @@ def run_response_validation(manifest_path, features_dir, out_dir, seed=0, test_f
     AUC with DeLong and bootstrap CIs, cut-off summary, calibration and decision curve; in ``comparison.csv``
     the DeLong test against the best model and NRI / IDI against the best radiomics classifier; the Spearman
     correlation of all models' outputs (``correlation.csv`` / ``.png``). Returns ``(table, summary)``."""
-    from ..models.integrations import ResponseIntegration
+    from ..data.outcomes import OBJECTIVE_RESPONSE as LABEL, objective_response
+    from ..models.initial_response import KINDS, ResponseIntegration
     from .reports import evaluate_binary, plot_correlation, report_notice
-    from ..models.initial_response import KINDS, LABEL, objective_response
     os.makedirs(out_dir, exist_ok=True)
     train, test = split_data(manifest_path, features_dir, test_fraction, seed)
     test = test.subset(test.table.assign(**{LABEL: objective_response(test.table)}))
@@ -192,7 +188,7 @@ def run_response_validation(manifest_path, features_dir, out_dir, seed=0, test_f
         log(f"  {name:13s} AUC held-out {result['auc']:.3f} ({result['auc_delong_lower']:.3f}-"
             f"{result['auc_delong_upper']:.3f}), train {seconds:.1f} s")
 
-    for kind in kinds or (*KINDS, "cnn"):
+    for kind in kinds or [m.kind for m in models.models_of("response") if "+" not in m.kind]:
         start = clock.perf_counter()
         model, _ = models.train_bundle("response", kind, train, os.path.join(out_dir, "models", kind), seed=seed)
         seconds = clock.perf_counter() - start
@@ -232,9 +228,10 @@ def run_mrecist_validation(manifest_path, features_dir, out_dir, seed=0, test_fr
     """Seed 003's ResNet-50 on the same split: per-class one-vs-rest ROC / AUC and confusion matrices at patch
     and patient level, and P(objective response) = P(CR) + P(PR) against the objective response (the binary
     report). Returns ``(table, summary)``: one row per level."""
-    from ..models.image_networks import MRECIST_CLASSES, case_mean
+    from ..data.outcomes import (MRECIST_CLASSES, OBJECTIVE_RESPONSE as LABEL, is_objective, objective_response,
+                                 probability_of_objective)
+    from ..models.training import case_mean
     from .reports import evaluate_binary, plot_class_rocs, plot_confusion, report_notice
-    from ..models.initial_response import LABEL, objective_response
     os.makedirs(out_dir, exist_ok=True)
     train, test = split_data(manifest_path, features_dir, test_fraction, seed)
     start = clock.perf_counter()
@@ -260,11 +257,11 @@ def run_mrecist_validation(manifest_path, features_dir, out_dir, seed=0, test_fr
                        f"mRECIST confusion matrix ({level} level, held-out)", notice)
         aucs = plot_class_rocs(truth, p, MRECIST_CLASSES, os.path.join(reports, f"roc_classes_{level}.png"),
                                f"mRECIST one-vs-rest ROC ({level} level, held-out)", notice)
-        objective = (truth <= 1).astype(int)
+        objective = is_objective(truth).astype(int)
         rows.append({"level": level, "n": int(len(truth)), "accuracy": float((predicted == truth).mean()),
                      **{f"auc_{c}": aucs.get(c, np.nan) for c in MRECIST_CLASSES},
                      "auc_macro": float(np.nanmean(list(aucs.values()))),
-                     "auc_objective_response": M.roc_auc(objective, p[:, 0] + p[:, 1])})
+                     "auc_objective_response": M.roc_auc(objective, probability_of_objective(p))})
     table = pd.DataFrame(rows)
     log("  " + "; ".join(f"{r['level']}: accuracy {r['accuracy']:.3f}, macro AUC {r['auc_macro']:.3f}, "
                          f"AUC of P(OR) {r['auc_objective_response']:.3f}" for r in rows)
@@ -289,12 +286,12 @@ def run_aggressive_validation(manifest_path, features_dir, out_dir, seed=0, test
     csd, info = models.train_bundle("aggressive-pd", "csd", train, os.path.join(out_dir, "models", "csd"), seed=seed)
     seconds = clock.perf_counter() - start
     labelled, y = csd.labelled(train)
-    models.save(csd.d, os.path.join(out_dir, "models", "cnn"), train, seed, metrics={
+    models.save(csd.d, os.path.join(out_dir, "models", "model-d"), train, seed, metrics={
         "auc_training_apparent": M.roc_auc(y, csd.d.probability(labelled)),
         **{k: v for k, v in csd.d.info.items() if k.startswith("auc_")}})
     test, _ = csd.labelled(test)
     rows, probabilities = [], {}
-    for name, model in (("clinical-semantic", ClinicalSemanticScore()), ("cnn", csd.d), ("csd", csd)):
+    for name, model in (("clinical-semantic", ClinicalSemanticScore()), ("model-d", csd.d), ("csd", csd)):
         result, predictions = evaluate_binary(model, test, "aggressive_pd", os.path.join(out_dir, "reports", name),
                                               n_bootstrap=n_bootstrap, seed=seed)
         probabilities[name] = predictions["probability"].to_numpy()
@@ -326,7 +323,7 @@ def run_aggressive_validation(manifest_path, features_dir, out_dir, seed=0, test
         summary_truth = {"auc_true_lp": M.roc_auc(label, truth["lp_aggressive_pd"]),
                          "auc_true_image_part": M.roc_auc(label, truth["lp_aggressive_pd_image"]),
                          "spearman_model_d_true_image_part": float(
-                             spearmanr(probabilities["cnn"], truth["lp_aggressive_pd_image"])[0])}
+                             spearmanr(probabilities["model-d"], truth["lp_aggressive_pd_image"])[0])}
         log("  ground truth: " + ", ".join(f"{k} = {v:.3f}" for k, v in summary_truth.items()))
     summary = {"train_cases": len(train.table), "test_cases": len(label), "test_events": int(label.sum()),
                "ground_truth": summary_truth if truth is not None else {},
