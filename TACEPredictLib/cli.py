@@ -271,6 +271,14 @@ def _models_help(trained):
     return "; ".join(f"{task}: {', '.join(kinds)}" for task, kinds in by_task.items())
 
 
+def _demo_cohort_arguments(parser, cases):
+    """What `phantom` and `demo` both take: the synthetic cohort's folder, size, seed and worker processes."""
+    parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument("--cases", type=int, default=cases)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+
+
 def build_parser():
     from .models.registry import TASKS
     parser = argparse.ArgumentParser(
@@ -286,10 +294,7 @@ def build_parser():
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("phantom", help="write the synthetic multi-phase CT demo cohort")
-    p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--cases", type=int, default=40)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    _demo_cohort_arguments(p, cases=40)
     p.set_defaults(func=cmd_phantom)
 
     p = sub.add_parser("import-hcc-tace-seg", help="map TCIA HCC-TACE-Seg's clinical table to a manifest")
@@ -325,10 +330,7 @@ def build_parser():
     p.set_defaults(func=cmd_extract)
 
     p = sub.add_parser("demo", help="the main job on the built-in demo cohort")
-    p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--cases", type=int, default=200)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--workers", type=int, default=None)
+    _demo_cohort_arguments(p, cases=200)
     p.add_argument("--hcc-tace-seg", default=None,
                    help="also import this HCC-TACE-Seg clinical.csv, validate it and train the clinical-only models")
     p.add_argument("--no-models", dest="models", action="store_false", help="stop after feature extraction")

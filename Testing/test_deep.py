@@ -169,11 +169,8 @@ def test_gradcam_on_a_real_backbone():
     assert maps.shape == (2, 64, 64) and np.isfinite(maps).all() and maps.max() <= 1.0
 
 
-def test_3d_backbone_on_a_lesion_cube():
-    from TACEPredictLib.imaging.sampling import lesion_cube
-    z, y, x = np.indices((20, 40, 40))
-    mask = (z - 10) ** 2 + (y - 20) ** 2 + (x - 20) ** 2 <= 49
-    cube = lesion_cube(np.where(mask, 120.0, 40.0), mask, size=32)
+def test_3d_backbone_takes_a_cube_and_refuses_2d_imagenet_weights():
+    cube = np.random.default_rng(0).normal(size=(1, 32, 32, 32)).astype(np.float32)
     with pytest.warns(UserWarning, match="RANDOM WEIGHTS"):
         extractor = deep.DeepFeatureExtractor("densenet121", weights="random", device="cpu", spatial_dims=3,
                                               in_channels=1)

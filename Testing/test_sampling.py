@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from TACEPredictLib.imaging.sampling import (Augmenter, centre_patch, ct_mask_patch, inside_patches, largest_slice,
-                                     lesion_cube, resample_affine, slice_boxes, to_three_channels)
+from TACEPredictLib.imaging.sampling import (Augmenter, centre_patch, inside_patches, largest_slice, resample_affine,
+                                             slice_boxes, to_three_channels)
 
 
 def _lesion(shape=(9, 300, 300), centre=(4, 150, 170), radii=(3, 40, 30)):
@@ -57,19 +57,7 @@ def test_slice_boxes_cover_every_tumour_slice():
         assert row1 - row0 == col1 - col0  # squared box: the lesion keeps its shape
 
 
-def test_ct_mask_patch_channels():
-    ct, mask = _lesion()
-    patch = ct_mask_patch(ct, mask)
-    assert patch.array.shape == (3, 224, 224) and patch.slice_index == 4
-    ct_channel, mask_channel, masked = patch.array
-    assert set(np.unique(mask_channel)) == {0.0, 1.0}
-    assert 0 <= ct_channel.min() and ct_channel.max() <= 1
-    np.testing.assert_allclose(masked[mask_channel == 0], 0, atol=0.05)
-
-
-def test_lesion_cube_and_channels():
-    ct, mask = _lesion()
-    assert lesion_cube(ct, mask, size=32).shape == (1, 32, 32, 32)
+def test_phases_become_three_channels():
     one = np.zeros((1, 4, 4))
     assert to_three_channels(one).shape == (3, 4, 4)
     assert to_three_channels(np.zeros((2, 4, 4))).shape == (3, 4, 4)

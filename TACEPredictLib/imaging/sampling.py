@@ -3,15 +3,13 @@
 Inputs are numpy volumes (z, y, x) on one grid: one HU volume per phase (stacked as channels, in the order
 given) and the lesion mask. Every sampler returns ``Patch`` objects that remember where they came from
 (slice and pixel box), so that a heat map computed on a patch can be put back into the CT
-(``TACEPredictLib.deep.heatmap_volume``).
+(``TACEPredictLib.imaging.deep_features.heatmap_volume``).
 
 a. ``centre_patch``     largest-area axial slice, 224x224 centred on the ROI centroid (seeds 000, 001).
 b. ``inside_patches``   squares entirely inside the ROI on the largest slice and its two neighbours, one
                         per slice (about three per patient), resized to 224x224 (seed 003).
 c. ``slice_boxes``      every tumour slice: the lesion's box on that slice plus 5 pixels, resized to
                         128x128 (seed 004).
-d. ``ct_mask_patch``    the largest slice: the lesion's box (plus 5 pixels) resized to 224x224 with three
-                        channels - windowed CT, mask, CT inside the mask (seed 002).
 
 Augmentations (``Augmenter``) are for training only: feature extraction never augments.
 """
@@ -147,29 +145,6 @@ def slice_boxes(volumes, mask, margin=5, size=128):
     mask = np.asarray(mask, bool)
     return [_box_patch(stack, mask[z], z, margin, size, "slice-box")
             for z in np.nonzero(slice_areas(mask))[0]]
-
-
-def ct_mask_patch(volume, mask, size=224, margin=5):
-    """(d) The largest slice's lesion box (plus ``margin``) as three channels: windowed CT, mask, CT x mask."""
-    mask = np.asarray(mask, bool)
-    z = largest_slice(mask)
-    stack = np.stack([window(volume), mask.astype(np.float32)])
-    patch = _box_patch(stack, mask[z], z, margin, size, "ct-mask")
-    ct, resized_mask = patch.array[0], (patch.array[1] >= 0.5).astype(np.float32)
-    patch.array = np.stack([ct, resized_mask, ct * resized_mask])  # CT inside the resized mask, exactly
-    return patch
-
-
-def lesion_cube(volumes, mask, size=64, margin=5):
-    """A 3D (C, size, size, size) cube around the lesion's bounding box (for 3D backbones)."""
-    stack = _stack(volumes)
-    mask = np.asarray(mask, bool)
-    nonzero = np.nonzero(mask)
-    lower = [max(int(a.min()) - margin, 0) for a in nonzero]
-    upper = [min(int(a.max()) + 1 + margin, n) for a, n in zip(nonzero, mask.shape)]
-    cut = stack[:, lower[0]:upper[0], lower[1]:upper[1], lower[2]:upper[2]]
-    factors = (1.0,) + tuple(size / n for n in cut.shape[1:])
-    return ndimage.zoom(cut, factors, order=1, mode="nearest", grid_mode=True)[:, :size, :size, :size]
 
 
 def to_three_channels(array):

@@ -152,13 +152,10 @@ class ModelCSD(ProbabilityModel):
     group_names = ("high", "low")
 
     def __init__(self, epochs=MODEL_D_EPOCHS, width=8, device="auto"):
+        super().__init__(cutoff=HIGH_RISK_CUTOFF)
         self.d = ModelD(epochs, width, device)
         self.cs = ClinicalSemanticScore()
         self.coefficients = None
-        self.cutoff = HIGH_RISK_CUTOFF
-        self.info = {}
-        self.provenance = ""
-        self.notice = ""
 
     def labelled(self, data):
         return self.d.labelled(data)

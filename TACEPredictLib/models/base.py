@@ -27,6 +27,12 @@ class Model(abc.ABC):
     provenance: str = ""
     notice: str = ""
 
+    def __init__(self, cutoff=0.5):
+        self.cutoff = cutoff  # the risk-group threshold (set again by ``fit``)
+        self.info = {}  # what training measured; stored in the bundle
+        self.provenance = ""
+        self.notice = ""
+
     @abc.abstractmethod
     def fit(self, data, seed=0):
         """Learn from ``data`` (a ``CohortData``); returns self."""
@@ -122,7 +128,11 @@ def sub_params(prefix, tensors):
 
 
 class PublishedScore(ProbabilityModel):
-    """A published score used with its published coefficients: nothing is trained, no bundle is needed."""
+    """A published score used with its published coefficients: nothing is trained, no bundle is needed. Its
+    cut-off, provenance and notice are the class's own (published), not set per instance."""
+
+    def __init__(self):
+        self.info = {}
 
     def fit(self, data, seed=0):
         raise InputError(f"{self.label} is a published score, used as published: there is nothing to train",

@@ -86,6 +86,7 @@ class RadiomicsResponseClassifier(ProbabilityModel):
     task = "response"
 
     def __init__(self, kind="rf", family="radiomics", phases=PHASES, icc_filter=True, max_features=30):
+        super().__init__()
         if kind not in KINDS:
             raise InputError(f"unknown response model '{kind}'", column="--model", fix="use one of " + ", ".join(KINDS))
         self.kind = kind
@@ -95,10 +96,6 @@ class RadiomicsResponseClassifier(ProbabilityModel):
         self.max_features = max_features
         self.features = []
         self.estimator = None
-        self.cutoff = 0.5
-        self.info = {}
-        self.provenance = ""
-        self.notice = ""
 
     @property
     def label(self):
@@ -214,6 +211,7 @@ class ResponseIntegration(ProbabilityModel):
     task = "response"
 
     def __init__(self, kind="rf+cnn", epochs=30, width=8, device="auto"):
+        super().__init__()
         if kind not in INTEGRATIONS:
             raise InputError(f"unknown response integration '{kind}'", column="--model",
                              fix="use one of " + ", ".join(INTEGRATIONS))
@@ -222,10 +220,6 @@ class ResponseIntegration(ProbabilityModel):
         self.cml = RadiomicsResponseClassifier(self.cml_kind)
         self.cnn = ResponseCNN(epochs, width, device) if self.partner == "cnn" else None
         self.coefficients = None
-        self.cutoff = 0.5
-        self.info = {}
-        self.provenance = ""
-        self.notice = ""
 
     @property
     def label(self):

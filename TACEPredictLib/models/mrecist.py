@@ -37,6 +37,7 @@ class MRecistNet(ProbabilityModel):
     group_names = ("objective response", "no objective response")
 
     def __init__(self, weights="random", epochs=400, lr=1e-4, device="auto"):
+        super().__init__()
         self.weights = weights
         self.epochs = int(epochs)
         self.lr = float(lr)
@@ -44,10 +45,6 @@ class MRecistNet(ProbabilityModel):
         self.head = None
         self.mean = self.sd = None
         self.backbone_provenance = {}
-        self.info = {}
-        self.cutoff = 0.5  # on P(objective response) = P(CR) + P(PR)
-        self.provenance = ""
-        self.notice = ""
         self._extractor = None
 
     def extractor(self):

@@ -145,9 +145,7 @@ class SurvivalModel(Model):
     cutoff_rule = "median of the training risk scores"
 
     def __init__(self):
-        self.cutoff = np.nan
-        self.provenance = ""
-        self.notice = ""
+        super().__init__(cutoff=np.nan)
 
     def survival(self, data, years=HORIZON_YEARS):
         return self.survival_days(data, np.asarray(years, dtype=float) * DAYS_PER_YEAR)

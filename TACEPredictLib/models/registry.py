@@ -85,6 +85,8 @@ class ModelSpec:
 
     @property
     def cls(self):
+        if isinstance(self.implementation, type):  # a class given directly (a model declared outside the package)
+            return self.implementation
         module, name = self.implementation.split(":")
         return getattr(importlib.import_module(f"{__package__}.{module}"), name)
 

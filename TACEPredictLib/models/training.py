@@ -170,15 +170,12 @@ class PatchModel(ProbabilityModel):
     folds = FOLDS
 
     def __init__(self, epochs=30, width=8, device="auto"):
+        super().__init__()
         self.epochs = int(epochs)
         self.width = int(width)
         self.device = device
         self.nets = []
-        self.cutoff = 0.5
         self.out_of_fold = None
-        self.info = {}
-        self.provenance = ""
-        self.notice = ""
 
     def case_label(self, table):
         raise NotImplementedError

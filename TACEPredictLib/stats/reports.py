@@ -294,24 +294,23 @@ def evaluate_binary(model, data, label_column, out_dir, n_bootstrap=1000, seed=0
         os.path.join(out_dir, "metrics.csv"), index=False)
     plt = _pyplot()
     fpr, tpr, _ = M.roc_curve(label, probability)
-    fig, ax = plt.subplots(figsize=(4.8, 4.8))
-    ax.plot(fpr, tpr, label=f"AUC {result['auc']:.3f} ({result['auc_delong_lower']:.3f}-"
-                            f"{result['auc_delong_upper']:.3f})")
-    ax.plot([0, 1], [0, 1], color="0.6", linestyle="--")
-    ax.plot(1 - result["specificity"], result["sensitivity"], "o", label=f"cut-off {model.cutoff:g}")
-    ax.set_xlabel("1 - specificity")
-    ax.set_ylabel("sensitivity")
-    ax.set_title(f"{model.label}: ROC ({label_column})", fontsize=9)
-    ax.legend(loc="lower right")
-    _save(fig, os.path.join(out_dir, "roc.png"), notice)
-    fig, ax = plt.subplots(figsize=(4.8, 4.8))
-    ax.plot([0, 1], [0, 1], color="0.6", linestyle="--", label="ideal")
-    ax.plot(calibration["predicted"], calibration["observed"], "o-", label="groups")
-    ax.set_xlabel("predicted probability")
-    ax.set_ylabel("observed frequency")
-    ax.set_title(f"{model.label}: calibration", fontsize=9)
-    ax.legend(loc="upper left")
-    _save(fig, os.path.join(out_dir, "calibration.png"), notice)
+    curves = (  # (file, curves [(x, y, style, label)], x label, y label, title, legend place)
+        ("roc.png", [(fpr, tpr, "-", f"AUC {result['auc']:.3f} ({result['auc_delong_lower']:.3f}-"
+                                    f"{result['auc_delong_upper']:.3f})"),
+                     (1 - result["specificity"], result["sensitivity"], "o", f"cut-off {model.cutoff:g}")],
+         "1 - specificity", "sensitivity", f"{model.label}: ROC ({label_column})", "lower right"),
+        ("calibration.png", [(calibration["predicted"], calibration["observed"], "o-", "groups")],
+         "predicted probability", "observed frequency", f"{model.label}: calibration", "upper left"))
+    for name, lines, xlabel, ylabel, title, place in curves:  # both on the unit square, with its diagonal
+        fig, ax = plt.subplots(figsize=(4.8, 4.8))
+        ax.plot([0, 1], [0, 1], color="0.6", linestyle="--")
+        for x, y, style, text in lines:
+            ax.plot(x, y, style, label=text)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.set_title(title, fontsize=9)
+        ax.legend(loc=place)
+        _save(fig, os.path.join(out_dir, name), notice)
     fig, ax = plt.subplots(figsize=(5.5, 4))
     ax.plot(decision["threshold"], decision["model"], label=model.label)
     ax.plot(decision["threshold"], decision["treat_all"], label="treat all")
