@@ -30,11 +30,14 @@ MANIFEST_FILE = "model.json"
 
 def _library_versions():
     versions = {"tacepredict": __version__, "python": platform.python_version(), "numpy": np.__version__}
-    for name in ("pandas", "scipy", "torch", "monai", "radiomics", "SimpleITK"):
+    from importlib import metadata
+    # read from the installed distributions: importing torch or pyradiomics only for a version string cost
+    # seconds on every bundle save
+    for name, distribution in (("pandas", "pandas"), ("scipy", "scipy"), ("torch", "torch"), ("monai", "monai"),
+                               ("radiomics", "pyradiomics"), ("SimpleITK", "SimpleITK")):
         try:
-            module = __import__(name)
-            versions[name] = getattr(module, "__version__", "?")
-        except ImportError:
+            versions[name] = metadata.version(distribution)
+        except metadata.PackageNotFoundError:
             pass
     return versions
 
