@@ -402,8 +402,8 @@ def tripod_checklist(ctx):
                else "Model: the published definition"),
         "23a": (PARTLY, "Performance: every estimate with a 95% confidence interval; subgroup results: authors"),
         "24": (COVERED, "no updating was done"),
-        "26": (PARTLY, "the notes under Performance and Built-in scores list what the data limit; the discussion: "
-                       "authors"),
+        "26": (PARTLY, "Summary and Performance list the caveats the data impose (apparent performance, synthetic "
+                       "data, few events); the discussion: authors"),
         "27a": (COVERED, "Model: the manifest's validation refuses invalid values; missing values get the training "
                          "values listed (with a warning naming the case)"),
         "27b": (PARTLY, "inputs come from the manifest (and a tumour segmentation for image models); the "
@@ -631,8 +631,8 @@ def evaluate_survival_entries(main, comparators, data, n_bootstrap=1000, seed=0,
         row.update(c_index=_fmt(cc), ci=f"{_fmt(cl)}-{_fmt(cu)}")
         common = mask & scored
         if common.sum() >= 10 and len(np.unique(risk[common])) > 1:
-            paired = M.compare_concordance(time[common], risk[common], c_risk[common], event[common],
-                                           n_bootstrap=n_bootstrap, seed=seed)
+            paired = M.compare_concordance(time[common], c_risk[common], risk[common], event[common],
+                                           n_bootstrap=n_bootstrap, seed=seed)  # comparator minus this model
             row.update(difference=f"{paired['difference']:+.3f}", p=_fmt(paired["p"]))
         return row
 
@@ -666,7 +666,7 @@ def evaluate_survival_entries(main, comparators, data, n_bootstrap=1000, seed=0,
                                       title=instance.title, notice=notice, p=logrank)
                 out["score_figures"].append(_figure(fig, f"Kaplan-Meier by {instance.title} grade",
                                                     f"{instance.title}: {int(graded.sum())} of {n} cases graded"))
-        log(f"built-in scores graded: " + ", ".join(f"{r['kind']} {r['graded']}" for r in out["scores"]))
+        log("built-in scores graded: " + ", ".join(f"{r['kind']} {r['graded']}" for r in out["scores"]))
     return out
 
 
@@ -717,7 +717,7 @@ def evaluate_binary_entries(main, comparators, data, n_bootstrap=1000, seed=0, n
     for entry in comparators:
         other = entry.model.predict(labelled)["probability"].to_numpy(dtype=float)
         curves[entry.label] = M.net_benefit(y, other, DECISION_THRESHOLDS)
-        delong = M.delong_test(y, other, p)
+        delong = M.delong_test(y, other, p)  # comparator minus this model
         auc, lo, hi = M.roc_auc_ci(y, other)
         out["comparators"].append({"label": entry.label, "source": entry.source, "cases": int(len(y)),
                                    "events": int(y.sum()), "c_index": _fmt(auc), "ci": f"{_fmt(lo)}-{_fmt(hi)}",
@@ -833,7 +833,10 @@ def model_specification(entry):
                 continue
             coding = ("number" + (" (log10(x + 1))" if item["names"][0].startswith("log10") else "")
                       if item["kind"] == "number" else f"levels {', '.join(item['levels'])} (first = reference)")
-            spec["inputs"].append({"column": item["column"], "coding": coding, "fill": str(item["fill"])})
+            fill = item["fill"]
+            if item["kind"] == "number":
+                fill = f"{float(fill):.4g}" + (" (log10 scale)" if item["names"][0].startswith("log10") else "")
+            spec["inputs"].append({"column": item["column"], "coding": coding, "fill": str(fill)})
     spec["files"] = [{"name": name, "sha256": digest} for name, digest in (info.get("files") or {}).items()]
     return spec
 
@@ -867,6 +870,24 @@ def _cohort_overview(data, evaluation, main):
             rows.append(("development cohort: median time, years",
                          _fmt(training["median_follow_up_days"] / DAYS_PER_YEAR, 2)))
     return rows
+
+
+def caveats(main, data, evaluation, synthetic):
+    """What limits the numbers, said on the summary and performance pages."""
+    import os
+    out = []
+    training = (main.info or {}).get("training", {})
+    cohort = training.get("cohort")
+    if cohort and os.path.abspath(cohort) == os.path.abspath(data.manifest_path):
+        out.append("The model is evaluated on the cohort it was trained on: these are apparent (optimistic) "
+                   "estimates, not a validation. Evaluate on held-out or external patients "
+                   "(`tacepredict split`).")
+    if synthetic:
+        out.append("Synthetic data: the numbers show the software works, not how the model does on patients.")
+    if evaluation["events"] < 100:
+        out.append(f"{evaluation['events']} events: fewer than the 100 events often asked of a validation cohort; "
+                   "the intervals are wide.")
+    return out
 
 
 def build_context(main, comparators, data, manifest_path, n_bootstrap=1000, seed=0, command="", log=print):
@@ -911,6 +932,7 @@ def build_context(main, comparators, data, manifest_path, n_bootstrap=1000, seed
         "cohort_overview": _cohort_overview(data, evaluation, main), "tripod_reference": TRIPOD_AI_REFERENCE,
         "css_notice": css_notice,
     }
+    ctx["caveats"] = caveats(main, data, evaluation, synthetic)
     ctx["tripod"] = tripod_checklist(ctx)
     headline = evaluation["metrics"][0] if evaluation["metrics"] else None
     ctx["headline"] = headline
@@ -919,7 +941,7 @@ def build_context(main, comparators, data, manifest_path, n_bootstrap=1000, seed
                                                                COHORT_ROWS_PER_PAGE) \
         if len(cohort_rows) > COHORT_ROWS_FIRST_PAGE else [cohort_rows]
     for k, rows in enumerate(chunks):
-        pages.append({"kind": "cohort", "title": "Cohort (Table 1)" + (f", continued" if k else ""), "rows": rows,
+        pages.append({"kind": "cohort", "title": "Cohort (Table 1)" + (", continued" if k else ""), "rows": rows,
                       "first": k == 0})
     pages.append({"kind": "model", "title": "Model specification"})
     pages.append({"kind": "performance", "title": "Performance"})
@@ -1029,7 +1051,7 @@ def write_report(model, manifest, out_dir, compare=(), features=None, task=None,
                "synthetic": ctx["synthetic"], "pages": result["pages"], "pdf": result["pdf_status"],
                "metrics": ctx["evaluation"]["metrics"], "comparators": ctx["evaluation"]["comparators"],
                "scores": [{k: v for k, v in s.items()} for s in ctx["evaluation"]["scores"]],
-               "tripod": ctx["tripod"], "notices": ctx["notices"]}
+               "tripod": ctx["tripod"], "notices": ctx["notices"], "caveats": ctx["caveats"]}
     with open(os.path.join(out_dir, "report.json"), "w", encoding="utf-8") as handle:
         json.dump(summary, handle, indent=1, default=str)
     return result

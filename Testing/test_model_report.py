@@ -10,7 +10,6 @@ import json
 import os
 import select
 import subprocess
-import sys
 import tempfile
 import time
 import unicodedata
@@ -21,6 +20,7 @@ import pytest
 
 from TACEPredictLib import InputError, cli, models
 from TACEPredictLib import metrics as M
+from TACEPredictLib.clinical_scores import SCORES
 from TACEPredictLib.covariates import CohortData
 from TACEPredictLib.model_report import (TRIPOD_AI_ITEMS, chromium_flags, find_chromium, survival_net_benefit,
                                          write_report)
@@ -201,11 +201,17 @@ def test_report_renders_in_chromium_with_every_figure_and_page(tmp_path, capsys)
     scores = {s["kind"]: s for s in summary["scores"]}
     assert scores["hap"]["shown"] and scores["hap"]["graded"] == 114  # six cases lack albumin: HAP undecided
     assert not scores["albi"]["shown"]  # given with --compare: listed there instead
-    assert summary["comparators"][0]["label"] == "ALBI grade" and summary["comparators"][0]["cases"] == 114
+    albi = summary["comparators"][0]
+    assert albi["label"] == "ALBI grade" and albi["cases"] == 114
+    graded = SCORES["albi"]().evaluate(table)["risk_score"].notna().to_numpy()
+    paired = M.compare_concordance(table["os_days"][graded], SCORES["albi"]().risk_score(table)[graded].to_numpy(),
+                                   risk[graded], table["os_event"][graded], n_bootstrap=40)
+    assert albi["difference"] == f"{paired['difference']:+.3f}"  # the comparator's C minus the model's
     assert not scores["bclc-b-substage"]["shown"] and "missing bclc" in scores["bclc-b-substage"]["reasons"]
     assert [r["item"] for r in summary["tripod"]] == [i[0] for i in TRIPOD_AI_ITEMS]
     assert len(summary["tripod"]) == 52 and summary["tripod"][-1]["item"] == "27c"
     assert {r["status"] for r in summary["tripod"]} == {"covered", "partly", "authors"}
+    assert summary["caveats"][0].startswith("The model is evaluated on the cohort it was trained on")
 
     html = open(os.path.join(out, "report.html"), encoding="utf-8").read()
     assert "http://" not in html and "https://" not in html  # nothing to fetch when it is opened
