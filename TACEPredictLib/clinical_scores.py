@@ -26,7 +26,6 @@ paper's cohort; TACEPredict applies it as published and does not re-calibrate it
 from __future__ import annotations
 
 import itertools
-import warnings
 
 import numpy as np
 import pandas as pd
@@ -458,21 +457,3 @@ def survival_comparison(table, time, event, kinds=None, n_bootstrap=1000, seed=0
         rows.append(row)
     return pd.DataFrame(rows)
 
-
-def explain_missing(table, kind):
-    """``{reason: count}`` over the cases ``kind`` could not grade (what a report lists under the score)."""
-    reasons = SCORES[kind]().evaluate(table)
-    reasons = reasons.loc[reasons["grade"].isna(), "reason"]
-    return {k: int(v) for k, v in reasons.value_counts().items()}
-
-
-def warn_ungraded(table, kind):
-    """An ``InputWarning`` naming the cases a score could not grade (at most eight), when there are any."""
-    from .covariates import InputWarning
-    frame = SCORES[kind]().evaluate(table)
-    ungraded = frame.index[frame["grade"].isna()]
-    if len(ungraded):
-        shown = ", ".join(f"{c} ({frame.loc[c, 'reason']})" for c in ungraded[:8])
-        more = f" and {len(ungraded) - 8} more" if len(ungraded) > 8 else ""
-        warnings.warn(f"{SCORES[kind].title}: {len(ungraded)} case(s) not graded: {shown}{more}", InputWarning,
-                      stacklevel=2)
