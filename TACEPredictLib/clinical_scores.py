@@ -456,4 +456,3 @@ def survival_comparison(table, time, event, kinds=None, n_bootstrap=1000, seed=0
                        logrank_df=test["df"], logrank_p=test["p"])
         rows.append(row)
     return pd.DataFrame(rows)
-
