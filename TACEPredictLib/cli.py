@@ -279,6 +279,19 @@ def _demo_cohort_arguments(parser, cases):
     parser.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
 
 
+def cmd_report(args):
+    from .stats.model_report import write_report
+    print(RESEARCH_USE_NOTICE)
+    command = " ".join(["tacepredict report", "--model", args.model]
+                       + (["--compare", *args.compare] if args.compare else []) + ["--manifest", args.manifest]
+                       + (["--features", args.features] if args.features else []) + ["--out", args.out])
+    result = write_report(args.model, args.manifest, args.out, compare=args.compare, features=args.features,
+                          task=args.task, n_bootstrap=args.bootstrap, seed=args.seed, pdf=not args.no_pdf,
+                          command=command)
+    print(f"wrote {result['html']} ({len(result['pages'])} pages); PDF {result['pdf_status']}")
+    return 0
+
+
 def build_parser():
     from .models.registry import TASKS
     parser = argparse.ArgumentParser(
@@ -383,6 +396,19 @@ def build_parser():
     p.add_argument("--features", default=None)
     p.add_argument("--out", required=True, help="predictions CSV to write")
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("report", help="one self-contained HTML page (and its PDF) of a model's evaluation, with the "
+                                      "built-in published scores as comparators and the TRIPOD+AI checklist")
+    p.add_argument("--model", required=True, help="model bundle folder, or a built-in (hap, albi, clinical-semantic, ...)")
+    p.add_argument("--compare", nargs="+", default=[], help="other bundle folders or built-ins to compare with")
+    p.add_argument("--task", default=None, help="with a built-in model: its task")
+    p.add_argument("--manifest", required=True, help="labelled manifest to evaluate on")
+    p.add_argument("--features", default=None)
+    p.add_argument("--out", required=True, help="report folder (report.html, report.pdf, report.json)")
+    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for confidence intervals")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-pdf", action="store_true", help="write the HTML only (no Chromium needed)")
+    p.set_defaults(func=cmd_report)
     return parser
 
 

@@ -3,4 +3,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup_env.sh
+bash scripts/ensure_chromium.sh  # the report test renders its HTML in a real headless browser
 exec .venv/bin/python -m pytest Testing "$@"

@@ -45,6 +45,7 @@ COLUMNS = {c.name: c for c in [
     Column("sex", "category", "sex", codes=("M", "F")),
     Column("bclc", "category", "BCLC stage", codes=("0", "A", "B", "C", "D")),
     Column("child_pugh", "category", "Child-Pugh class", codes=("A", "B", "C")),
+    Column("child_pugh_score", "integer", "Child-Pugh score (A 5-6, B 7-9, C 10-15)", low=5, high=15),
     Column("ecog", "integer", "ECOG performance status", low=0, high=4),
     Column("afp_ng_ml", "number", "serum alpha-fetoprotein", "ng/mL", low=0, high=1e7),
     Column("alt_u_l", "number", "alanine aminotransferase", "U/L", low=0, high=10000),
