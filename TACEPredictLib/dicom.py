@@ -52,6 +52,8 @@ import SimpleITK as sitk
 
 from . import InputError
 
+# Segment / ROI names that say "tumour" (HCC-TACE-Seg calls it "Mass").
+TUMOUR_NAMES = re.compile(r"(mass|tumou?r|lesion|hcc|neoplasm|nodule|carcinoma|gtv)", re.IGNORECASE)
 SEG_SOP_CLASSES = ("1.2.840.10008.5.1.4.1.1.66.4", "1.2.840.10008.5.1.4.1.1.66.7")  # binary/fractional, labelmap
 RTSTRUCT_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.481.3"
 SECONDARY_CAPTURE_PREFIX = "1.2.840.10008.5.1.4.1.1.7"
@@ -285,46 +287,48 @@ def _read_header(path):
     pydicom = _pydicom()
     try:
         ds = pydicom.dcmread(path, stop_before_pixels=False, specific_tags=HEADER_TAGS, defer_size=64)
+        meta = ds.get("file_meta", None)
+        # Each element converted once (pydicom converts raw values on every access).
+        v = {keyword: ds.get(keyword) for keyword in HEADER_TAGS if keyword != "PixelData" and keyword in ds}
+        has_pixels = "PixelData" in ds
     except (pydicom.errors.InvalidDicomError, OSError, ValueError, TypeError, AttributeError, KeyError):
         return None
-    sop_class = _text(ds.get("SOPClassUID", "")) or _text(getattr(ds.get("file_meta", None) or ds,
-                                                                  "MediaStorageSOPClassUID", ""))
+    sop_class = _text(v.get("SOPClassUID")) or _text(getattr(meta, "MediaStorageSOPClassUID", "") if meta else "")
     if not sop_class or sop_class == MEDIA_STORAGE_DIRECTORY:
         return None
 
     def floats(name, count):
-        value = ds.get(name)
         try:
-            values = tuple(float(v) for v in value)
+            values = tuple(float(x) for x in v.get(name))
         except (TypeError, ValueError):
             return None
         return values if len(values) == count else None
 
-    acquisition = (_seconds(ds.get("AcquisitionDate") or ds.get("ContentDate") or ds.get("SeriesDate")
-                            or ds.get("StudyDate"), ds.get("AcquisitionTime"))
-                   or _seconds(ds.get("ContentDate") or ds.get("SeriesDate") or ds.get("StudyDate"),
-                               ds.get("ContentTime"))
-                   or _seconds(ds.get("SeriesDate") or ds.get("StudyDate"), ds.get("SeriesTime")))
-    contrast_start = _seconds(ds.get("AcquisitionDate") or ds.get("SeriesDate") or ds.get("StudyDate"),
-                              ds.get("ContrastBolusStartTime"))
-    image_type = ds.get("ImageType") or ()
+    study_date = v.get("StudyDate")
+    series_date = v.get("SeriesDate") or study_date
+    acquisition = (_seconds(v.get("AcquisitionDate") or v.get("ContentDate") or series_date, v.get("AcquisitionTime"))
+                   or _seconds(v.get("ContentDate") or series_date, v.get("ContentTime"))
+                   or _seconds(series_date, v.get("SeriesTime")))
+    contrast_start = _seconds(v.get("AcquisitionDate") or series_date, v.get("ContrastBolusStartTime"))
+    image_type = v.get("ImageType") or ()
     if isinstance(image_type, str):
         image_type = (image_type,)
+    thickness = _text(v.get("SliceThickness"))
     return Instance(
-        path=path, sop_class=sop_class, sop_uid=_text(ds.get("SOPInstanceUID")),
-        modality=_text(ds.get("Modality")).upper(), patient_id=_text(ds.get("PatientID")),
-        study_uid=_text(ds.get("StudyInstanceUID")), study_date=_text(ds.get("StudyDate")),
-        study_description=_text(ds.get("StudyDescription")), series_uid=_text(ds.get("SeriesInstanceUID")),
-        series_number=_int_or_none(ds.get("SeriesNumber")), series_description=_text(ds.get("SeriesDescription")),
-        frame_of_reference=_text(ds.get("FrameOfReferenceUID")),
+        path=path, sop_class=sop_class, sop_uid=_text(v.get("SOPInstanceUID")),
+        modality=_text(v.get("Modality")).upper(), patient_id=_text(v.get("PatientID")),
+        study_uid=_text(v.get("StudyInstanceUID")), study_date=_text(study_date),
+        study_description=_text(v.get("StudyDescription")), series_uid=_text(v.get("SeriesInstanceUID")),
+        series_number=_int_or_none(v.get("SeriesNumber")), series_description=_text(v.get("SeriesDescription")),
+        frame_of_reference=_text(v.get("FrameOfReferenceUID")),
         image_type=tuple(_text(t).upper() for t in image_type),
         position=floats("ImagePositionPatient", 3), orientation=floats("ImageOrientationPatient", 6),
-        pixel_spacing=floats("PixelSpacing", 2), rows=_int_or_none(ds.get("Rows")) or 0,
-        columns=_int_or_none(ds.get("Columns")) or 0, frames=_int_or_none(ds.get("NumberOfFrames")) or 1,
-        acquisition_number=_int_or_none(ds.get("AcquisitionNumber")), acquisition_time=acquisition,
-        contrast_agent=_text(ds.get("ContrastBolusAgent")), contrast_start=contrast_start,
-        slice_thickness=(float(ds.SliceThickness) if _text(ds.get("SliceThickness")) else None),
-        instance_number=_int_or_none(ds.get("InstanceNumber")), has_pixels="PixelData" in ds)
+        pixel_spacing=floats("PixelSpacing", 2), rows=_int_or_none(v.get("Rows")) or 0,
+        columns=_int_or_none(v.get("Columns")) or 0, frames=_int_or_none(v.get("NumberOfFrames")) or 1,
+        acquisition_number=_int_or_none(v.get("AcquisitionNumber")), acquisition_time=acquisition,
+        contrast_agent=_text(v.get("ContrastBolusAgent")), contrast_start=contrast_start,
+        slice_thickness=float(thickness) if thickness else None,
+        instance_number=_int_or_none(v.get("InstanceNumber")), has_pixels=has_pixels)
 
 
 _SCAN_CACHE = {}
@@ -639,7 +643,8 @@ def series_geometry(selection, case_id=None, column=None, irregular="resample"):
         residual = np.max(np.abs(np.polyval(fit, np.arange(len(positions))) - positions))
         uniform = residual <= max(UNIFORM_TOLERANCE_MM, UNIFORM_TOLERANCE_FRACTION * abs(fit[0]))
         if uniform:
-            step = float(fit[0])
+            # Positions carry ~1e-6 mm of precision (decimal strings): a fitted 4.999999999999992 is 5.
+            step = round(float(fit[0]), 6)
     if not uniform:
         corrections.append(f"non-uniform slice spacing ({steps.min():.3f}-{steps.max():.3f} mm) resampled to "
                            f"{step:.3f} mm")
@@ -660,9 +665,11 @@ def series_geometry(selection, case_id=None, column=None, irregular="resample"):
                          "resample it (irregular='resample') or re-export a regular series")
     if (uniform and not len(gaps)):
         output_positions = positions[0] + step * np.arange(len(positions))
-    else:
-        count = int(round((positions[-1] - positions[0]) / step)) + 1
-        output_positions = positions[0] + step * np.arange(count)
+    else:  # the acquired range, in steps as close to the typical one as divide it evenly
+        span = positions[-1] - positions[0]
+        intervals = max(int(round(span / step)), 1)
+        step = span / intervals
+        output_positions = positions[0] + step * np.arange(intervals + 1)
     direction = tuple(float(v) for v in np.stack([row, col, normal], axis=1).ravel())
     return SeriesGeometry(selection=selection, instances=instances, positions=positions, offsets=offsets,
                           output_positions=output_positions, spacing=(float(ps[1]), float(ps[0]), abs(step)),
@@ -794,6 +801,7 @@ class SegmentationSource:
     series_uids: tuple         # referenced series
     frame_of_reference: str
     instance_uids: frozenset   # referenced SOP instances (may be empty)
+    segments: tuple = ()       # (number, name) of each segment / ROI
 
 
 def segmentation_file(path, case_id=None, column="seg"):
@@ -872,9 +880,12 @@ def _find_near(source, path, case_id, column):
 
 
 def seg_source(path):
-    """The SegmentationSource of a DICOM SEG or RTSTRUCT file (headers only)."""
+    """The SegmentationSource of a DICOM SEG or RTSTRUCT file (headers only; a SEG's per-frame references are
+    read only when its Referenced Series Sequence does not list the instances)."""
     pydicom = _pydicom()
-    ds = pydicom.dcmread(path, stop_before_pixels=True)
+    tags = ["SOPClassUID", "Modality", "FrameOfReferenceUID", "ReferencedSeriesSequence", "SegmentSequence",
+            "ReferencedFrameOfReferenceSequence", "StructureSetROISequence"]
+    ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=tags)
     sop_class = _text(ds.get("SOPClassUID"))
     if sop_class == RTSTRUCT_SOP_CLASS:
         series, frames, instances = [], [], set()
@@ -885,23 +896,27 @@ def seg_source(path):
                     series.append(_text(s.get("SeriesInstanceUID")))
                     for image in s.get("ContourImageSequence", []):
                         instances.add(_text(image.get("ReferencedSOPInstanceUID")))
-        for roi in ds.get("StructureSetROISequence", []):
-            frames.append(_text(roi.get("ReferencedFrameOfReferenceUID")))
+        rois = ds.get("StructureSetROISequence", [])
+        frames += [_text(roi.get("ReferencedFrameOfReferenceUID")) for roi in rois]
         frames = [f for f in frames if f]
         return SegmentationSource("RTSTRUCT", path, tuple(dict.fromkeys(s for s in series if s)),
-                                  frames[0] if frames else "", frozenset(instances))
+                                  frames[0] if frames else "", frozenset(instances),
+                                  tuple((int(r.ROINumber), _text(r.get("ROIName"))) for r in rois))
     if sop_class in SEG_SOP_CLASSES:
         series, instances = [], set()
         for s in ds.get("ReferencedSeriesSequence", []):
             series.append(_text(s.get("SeriesInstanceUID")))
             for i in s.get("ReferencedInstanceSequence", []):
                 instances.add(_text(i.get("ReferencedSOPInstanceUID")))
-        for frame in ds.get("PerFrameFunctionalGroupsSequence", []):
-            for derivation in frame.get("DerivationImageSequence", []):
-                for image in derivation.get("SourceImageSequence", []):
-                    instances.add(_text(image.get("ReferencedSOPInstanceUID")))
+        if not instances:
+            full = pydicom.dcmread(path, stop_before_pixels=True)
+            for frame in full.get("PerFrameFunctionalGroupsSequence", []):
+                for derivation in frame.get("DerivationImageSequence", []):
+                    for image in derivation.get("SourceImageSequence", []):
+                        instances.add(_text(image.get("ReferencedSOPInstanceUID")))
+        segments = tuple((int(s.SegmentNumber), _text(s.get("SegmentLabel"))) for s in ds.get("SegmentSequence", []))
         return SegmentationSource("SEG", path, tuple(dict.fromkeys(s for s in series if s)),
-                                  _text(ds.get("FrameOfReferenceUID")), frozenset(instances))
+                                  _text(ds.get("FrameOfReferenceUID")), frozenset(instances), segments)
     raise InputError(f"{path} is a DICOM {_text(ds.get('Modality')) or sop_class} object, not a SEG or RTSTRUCT",
                      fix="point 'seg' to the DICOM SEG or RTSTRUCT file")
 
@@ -1150,9 +1165,11 @@ PHASE_PATTERNS = (
 )
 # Timing model: expected seconds after the start of the contrast injection, and a tolerance (one "sd"), for
 # the usual multiphase liver protocol (late arterial ~35 s, portal venous ~75 s, delayed 3-5 min); the
-# pre-contrast scan comes before the injection. Only the differences between a study's acquisitions are
-# known (the injection time is fitted), unless ContrastBolusStartTime is given.
+# pre-contrast scan ends at least PRE_MARGIN_S before the injection starts (the injector is set up after it).
+# Only the differences between a study's acquisitions are known (the injection time is fitted), unless
+# ContrastBolusStartTime is given.
 PHASE_DELAY_S = {"arterial": (35.0, 10.0), "portal": (75.0, 20.0), "delayed": (210.0, 90.0)}
+PRE_MARGIN_S = 30.0
 # Series acquired within this many seconds of each other are one acquisition (reconstructions of it).
 SAME_ACQUISITION_S = 8.0
 # A timing assignment is unambiguous when the next best scores this much worse.
@@ -1198,8 +1215,8 @@ def _assignment_cost(times, phases, agents, start):
     cost = 0.0
     for t, p in zip(times, phases):
         if p == "pre-contrast":
-            if start is not None and t > start - 5:
-                cost += ((t - start + 5) / 10.0) ** 2
+            if start is not None and t > start - PRE_MARGIN_S:
+                cost += ((t - start + PRE_MARGIN_S) / 10.0) ** 2
         else:
             mean, sd = PHASE_DELAY_S[p]
             cost += ((t - start - mean) / sd) ** 2
@@ -1346,8 +1363,8 @@ def index_dicom(folder, relative_to=None, progress=None):
     for column in INDEX_COLUMNS + ["_time", "_start", "_stacked", "_sops"]:
         if column not in table.columns:
             table[column] = None
-    table["acquisition"] = table["acquisition"].astype("Int64")
-    table["series_number"] = table["series_number"].astype("Int64")
+    for column in ("acquisition", "series_number", "slices", "rows", "columns"):
+        table[column] = pd.to_numeric(table[column]).astype("Int64")
 
     # References, relative to the manifest's folder when asked.
     def rel(path):
@@ -1416,7 +1433,7 @@ def index_dicom(folder, relative_to=None, progress=None):
             continue
         try:
             source = seg_source(path)
-            table.at[i, "segments"] = "|".join(f"{n}:{name}" for n, name in segment_names(path))
+            table.at[i, "segments"] = "|".join(f"{n}:{name}" for n, name in source.segments)
         except Exception as exc:  # a broken file is a row with a problem, not a failed index
             table.at[i, "problems"] = f"unreadable ({type(exc).__name__}: {exc})"
             continue
@@ -1448,18 +1465,8 @@ def scan_cached(folder):
     return scan(folder)
 
 
-def segment_names(path):
-    """[(number, name)] of a DICOM SEG's segments or an RTSTRUCT's ROIs (headers only)."""
-    pydicom = _pydicom()
-    ds = pydicom.dcmread(path, stop_before_pixels=True)
-    if _text(ds.get("SOPClassUID")) == RTSTRUCT_SOP_CLASS:
-        return [(int(r.ROINumber), _text(r.get("ROIName"))) for r in ds.get("StructureSetROISequence", [])]
-    return [(int(s.SegmentNumber), _text(s.get("SegmentLabel"))) for s in ds.get("SegmentSequence", [])]
-
-
 # ------------------------------------------------------------------------------ manifest from an index
 
-TUMOUR_NAMES = re.compile(r"(mass|tumou?r|lesion|hcc|neoplasm|nodule|carcinoma)", re.IGNORECASE)
 PHASE_COLUMNS = {"arterial": "ct_ap", "portal": "ct_pvp", "delayed": "ct_dp"}
 
 
@@ -1489,7 +1496,11 @@ def manifest_from_index(index, root=None):
 
     for patient, items in index.groupby("patient_id", sort=True):
         row = {"case_id": patient}
-        segs = items[items["modality"].isin(["SEG", "RTSTRUCT"]) & items["drawn_on"].notna()]
+        all_segs = items[items["modality"].isin(["SEG", "RTSTRUCT"])]
+        segs = all_segs[all_segs["drawn_on"].notna()]
+        for _, lost in all_segs[all_segs["drawn_on"].isna()].iterrows():
+            report.append(f"{patient}: {lost['reference']}: its CT series is not under the folder (or unreadable: "
+                          f"{lost['problems'] or 'no problem recorded'}); not used")
         cts = items[(items["modality"] == "CT") & items["phase"].isin(PHASES)]
         if len(segs):
             segs = segs.sort_values(["study_date", "series_number"], na_position="last")
@@ -1506,7 +1517,7 @@ def manifest_from_index(index, root=None):
                 rows.append(row)
                 continue
             study = studies[0]
-            report.append(f"{patient}: no DICOM SEG / RTSTRUCT found; CT columns from study "
+            report.append(f"{patient}: no usable DICOM SEG / RTSTRUCT; CT columns from study "
                           f"{items[items['study_uid'] == study]['study_date'].iloc[0]}, 'seg' left empty")
         in_study = cts[cts["study_uid"] == study]
         drawn = None
@@ -1517,6 +1528,9 @@ def manifest_from_index(index, root=None):
             column = PHASE_COLUMNS.get(phase, "ct_pre")
             if drawn is not None and drawn["phase"] == phase:
                 row[column] = drawn["reference"]
+                if drawn["problems"]:
+                    report.append(f"{patient}: the series the segmentation was drawn on has a problem: "
+                                  f"{drawn['problems']}")
                 continue
             options = in_study[in_study["phase"] == phase]
             if not len(options):
@@ -1577,3 +1591,16 @@ def manifest_from_index(index, root=None):
         if column not in table.columns:
             table[column] = np.nan
     return table[columns], report
+
+
+def save_case_seg(case, manifest, row, out_dir, label="Tumour"):
+    """Write the lesion mask ``extract`` used for one case (``preprocess.load_case``'s ``CaseImages``) as a DICOM
+    SEG referencing the CT series it was measured on (the case's reference phase), named
+    ``<out_dir>/<case_id>_lesion_seg.dcm``. Returns the path, or None when that phase is not a DICOM series
+    (then there is no series to reference)."""
+    source = manifest.resolve(row.get(case.reference_phase))
+    if source is None or not is_series_reference(source):
+        return None
+    safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in str(case.case_id))
+    return write_seg(case.mask, source, os.path.join(out_dir, f"{safe}_lesion_seg.dcm"), label=label,
+                     case_id=case.case_id, column=case.reference_phase)

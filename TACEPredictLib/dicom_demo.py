@@ -397,7 +397,8 @@ def write_demo_patient(out_root, case_index, seed=0, patient_id=None, collection
     inject = t0 + 150.0  # injection 2.5 min after the unenhanced scan
     times = {"pre-contrast": t0, "arterial": inject + 33 + rng.uniform(-4, 4),
              "portal": inject + 72 + rng.uniform(-8, 8), "delayed": inject + 200 + rng.uniform(-30, 30)}
-    out = {"patient": os.path.join(out_root, collection, patient_id), "study": study_dir, "study_uid": study["uid"],
+    out = {"patient": os.path.join(out_root, collection, patient_id), "study": study_dir, "study_info": study,
+           "study_uid": study["uid"],
            "patient_id": patient_id, "images": {}, "labels": labels, "series": {}, "truth": []}
 
     def series(number, description, image, phase, **kwargs):
@@ -406,9 +407,8 @@ def write_demo_patient(out_root, case_index, seed=0, patient_id=None, collection
                                    contrast_agent="" if phase == "pre-contrast" else "OMNIPAQUE 350", **kwargs)
         out["series"][description] = {"folder": folder, "uid": datasets[0].SeriesInstanceUID, "phase": phase,
                                       "datasets": datasets}
-        out["truth"].append({"series_uid": datasets[0].SeriesInstanceUID,
-                             "acquisition": kwargs.get("acquisition_number") if kwargs.get("stacked") else None,
-                             "phase": phase, "description": description})
+        out["truth"].append({"series_uid": datasets[0].SeriesInstanceUID, "acquisition": None, "phase": phase,
+                             "description": description})
         return datasets
 
     loc = _folder(study_dir, 1, "Topogram", rng)
@@ -439,7 +439,6 @@ def write_demo_patient(out_root, case_index, seed=0, patient_id=None, collection
     write_secondary_capture(_folder(study_dir, 999, "Dose Report", rng), study, 999, rng=rng)
 
     tumour = label_array == 1
-    masks = {"Liver": None, "Mass": tumour}
     shapes = organ_shapes(label_array, spacing)
     masks = {"Liver": shapes["Liver"], "Mass": tumour, "Portal vein": shapes["Portal vein"],
              "Abdominal aorta": shapes["Abdominal aorta"]}
@@ -455,3 +454,106 @@ def write_demo_patient(out_root, case_index, seed=0, patient_id=None, collection
     with open(os.path.join(out_root, collection, "README.txt"), "w") as handle:
         handle.write(SYNTHETIC_DATA_NOTICE + "\n")
     return out
+
+
+# Protocols of the generated download (``write_tcia_tree``): (series description, phase) per acquisition;
+# "stacked" acquisitions share one series, as some HCC-TACE-Seg "LIVER 3 PHASE" series do.
+PROTOCOLS = {
+    "named": [("PRE LIVER", "pre-contrast"), ("LIVER ARTERIAL 5.0", "arterial"), ("PORTAL VENOUS 5.0", "portal"),
+              ("DELAYED 3 MIN", "delayed")],
+    "unnamed": [("Body 5.0 CE", "arterial"), ("Body 5.0 CE", "portal"), ("Body 5.0 CE", "delayed")],
+    "bolus": [("NON CON ABD", "pre-contrast"), ("ABD 5mm", "portal")],
+    "stacked": [("PRE LIVER", "pre-contrast"), ("LIVER 3 PHASE CAP", "arterial"), ("LIVER 3 PHASE CAP", "portal"),
+                ("LIVER 3 PHASE CAP", "delayed")],
+}
+_PHASE_KEY = {"pre-contrast": "ct_dp", "arterial": "ct_ap", "portal": "ct_pvp", "delayed": "ct_dp"}
+
+
+def write_tcia_tree(out_root, patients=20, seed=0, matrix=None, slices=None, collection="HCC-TACE-Demo"):
+    """A download of ``patients`` demo cases in TCIA's layout, cycling through the ``PROTOCOLS`` (phases named
+    in the descriptions; anonymous descriptions with the phases only in the acquisition times; a
+    ContrastBolusStartTime; acquisitions stacked in one series), each study with a localizer, a second
+    reconstruction of the portal phase when there is one, and a DICOM SEG (four segments) on the arterial
+    series (else the portal one); every third patient also has a follow-up study ("C-A-P"). Acquisition times
+    follow the usual liver protocol with random delays (arterial 28-42 s, portal 60-85 s, delayed 150-300 s
+    after an injection 90-200 s after the unenhanced scan). ``matrix``: in-plane size kept around the tumour;
+    ``slices``: number of slices kept around it (small trees for tests).
+    Returns the truth: one dict per CT series / acquisition (patient, series UID, acquisition, phase)."""
+    from .phantom import draw_case, render_case
+    truth = []
+    names = list(PROTOCOLS)
+    for p in range(patients):
+        rng = np.random.default_rng([seed, p, 7])
+        latent, clinical = draw_case(p, seed)
+        phases, labels, _, spacing = render_case(p, seed, latent, clinical)
+        if matrix is not None or slices is not None:
+            array = sitk.GetArrayViewFromImage(labels)
+            cz, cy, cx = [int(np.mean(a)) for a in np.nonzero(array == 1)]
+            size = labels.GetSize()
+            mx, my = matrix or size[:2]
+            mz = min(slices or size[2], size[2])
+            x0 = int(np.clip(cx - mx // 2, 0, size[0] - mx))
+            y0 = int(np.clip(cy - my // 2, 0, size[1] - my))
+            z0 = int(np.clip(cz - mz // 2, 0, size[2] - mz))
+            box = (slice(x0, x0 + mx), slice(y0, y0 + my), slice(z0, z0 + mz))
+            phases = {k: v[box] for k, v in phases.items()}
+            labels = labels[box]
+        patient_id = f"HCC_{p + 1:03d}"
+        protocol = names[p % len(names)]
+        studies = [("baseline", PROTOCOLS[protocol], 0)]
+        if p % 3 == 2:
+            studies.append(("follow-up", [("C-A-P", "portal")], 70))
+        for kind, acquisitions, days in studies:
+            date = f"2000{1 + days // 30:02d}{1 + days % 30:02d}"
+            study = new_study(patient_id, date=date, time=30000.0 + 600 * p,
+                              description="CT ABD LIVER 3 PHASE" if kind == "baseline" else "CT CAP FOLLOW UP",
+                              rng=rng)
+            study_dir = os.path.join(out_root, collection, patient_id,
+                                     f"{date[4:6]}-{date[6:8]}-{date[:4]}-NA-{study['description']}-"
+                                     f"{rng.integers(10000, 99999)}")
+            start = study["time"] + 200
+            inject = start + rng.uniform(90, 200)
+            delays = {"arterial": rng.uniform(28, 42), "portal": rng.uniform(60, 85), "delayed": rng.uniform(150, 300)}
+            write_localizer(_folder(study_dir, 1, "Topogram", rng), study, 1, start - 60, rng=rng)
+            stacked_uid, stacked_folder, number, written = _uid(rng), None, 2, {}
+            bolus = protocol == "bolus" and kind == "baseline"
+            for description, phase in acquisitions:
+                time = start if phase == "pre-contrast" else inject + delays[phase]
+                image = phases[_PHASE_KEY[phase]]
+                agent = "" if phase == "pre-contrast" else "OMNIPAQUE 350"
+                if description == "LIVER 3 PHASE CAP":
+                    stacked_folder = stacked_folder or _folder(study_dir, number, description, rng)
+                    acquisition = 2 + sum(1 for d, _ in acquisitions[:acquisitions.index((description, phase))]
+                                          if d == description)
+                    datasets = write_ct_series(image, stacked_folder, study, number, description, time,
+                                               series_uid=stacked_uid, acquisition_number=acquisition,
+                                               contrast_agent=agent, rng=rng, file_start=1 + 100 * acquisition)
+                    truth.append({"patient_id": patient_id, "series_uid": stacked_uid, "acquisition": acquisition,
+                                  "phase": phase})
+                else:
+                    datasets = write_ct_series(image, _folder(study_dir, number, description, rng), study, number,
+                                               description, time, contrast_agent=agent, rng=rng,
+                                               contrast_start=inject if bolus else None)
+                    truth.append({"patient_id": patient_id, "series_uid": datasets[0].SeriesInstanceUID,
+                                  "acquisition": None, "phase": phase})
+                    number += 1
+                written.setdefault(phase, datasets)
+                if phase == "portal" and kind == "baseline" and protocol != "stacked":
+                    recon = f"Recon 2: {description}"
+                    thick = write_ct_series(image, _folder(study_dir, number, recon, rng), study, number, recon,
+                                            time + 0.5, contrast_agent=agent, rng=rng,
+                                            contrast_start=inject if bolus else None)
+                    truth.append({"patient_id": patient_id, "series_uid": thick[0].SeriesInstanceUID,
+                                  "acquisition": None, "phase": phase})
+                    number += 1
+            if kind == "baseline":
+                source = written.get("arterial") or written["portal"]
+                label_array = sitk.GetArrayFromImage(labels)
+                shapes = organ_shapes(label_array, spacing)
+                write_seg(source, {"Liver": shapes["Liver"], "Mass": label_array == 1,
+                                   "Portal vein": shapes["Portal vein"], "Abdominal aorta": shapes["Abdominal aorta"]},
+                          os.path.join(_folder(study_dir, 300, "Segmentation", rng), "1-1.dcm"), rng=rng)
+    os.makedirs(os.path.join(out_root, collection), exist_ok=True)
+    with open(os.path.join(out_root, collection, "README.txt"), "w") as handle:
+        handle.write(SYNTHETIC_DATA_NOTICE + "\n")
+    return truth

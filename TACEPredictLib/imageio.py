@@ -93,14 +93,20 @@ class Segmentation:
 
     def find(self, selector=None, case_id=None, column="seg_label"):
         """The segment named by ``selector`` (label value, segment name or ID); by default the only
-        segment, or the largest one."""
+        segment, or the largest one (of a DICOM SEG / RTSTRUCT: the largest named as a tumour, e.g. "Mass",
+        when there is one: their other segments are organs)."""
         if not self.segments:
             raise InputError(f"segmentation {self.path} holds no segment (all voxels are 0)",
                              case_id, "seg", "delineate the lesion, or point to the right file")
         if selector is None or (isinstance(selector, float) and np.isnan(selector)) or str(selector).strip() == "":
             if len(self.segments) == 1:
                 return self.segments[0]
-            counts = self.voxel_counts()
+            counts = np.array(self.voxel_counts())
+            if getattr(self, "source", None) is not None:
+                from .dicom import TUMOUR_NAMES
+                tumours = np.array([bool(TUMOUR_NAMES.search(s.name)) for s in self.segments])
+                if tumours.any():
+                    counts = np.where(tumours, counts, -1)
             return self.segments[int(np.argmax(counts))]
         text = str(selector).strip()
         for s in self.segments:
