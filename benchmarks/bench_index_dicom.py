@@ -50,11 +50,13 @@ def main():
               + (f", written in {written:.1f} s" if written is not None else " (kept from an earlier run)"))
 
         dicom._SCAN_CACHE.clear()
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         index = dicom.index_dicom(tree)
-        seconds = time.perf_counter() - start
-        print(f"index-dicom: {len(index)} series in {seconds:.2f} s: {seconds / len(index) * 1000:.0f} ms per series, "
-              f"{seconds / files * 1000:.1f} ms per file")
+        seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+        print(f"index-dicom: {len(index)} series in {seconds:.2f} s wall, {cpu:.2f} s CPU: "
+              f"{seconds / len(index) * 1000:.0f} ms per series ({cpu / len(index) * 1000:.0f} ms CPU), "
+              f"{seconds / files * 1000:.1f} ms per file ({cpu / files * 1000:.1f} ms CPU); "
+              f"load average at the end {os.getloadavg()[0]:.1f}")
 
         wrong = []
         for record in truth:
