@@ -90,7 +90,6 @@ def write_ct_series(image, folder, study, series_number, description, acquisitio
     """Write a SimpleITK CT (HU) as a single-frame CT series; returns the written datasets (pixel data
     included) in slice order. ``positions``: optional per-slice ImagePositionPatient overrides (tilt and
     spacing tests); ``skip_slices``: slice indices left out (a broken transfer)."""
-    from pydicom.uid import generate_uid  # noqa: F401 - pydicom must be importable
     os.makedirs(folder, exist_ok=True)
     array = sitk.GetArrayFromImage(image).astype(np.float64)
     direction = np.array(image.GetDirection()).reshape(3, 3)

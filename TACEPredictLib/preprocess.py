@@ -7,7 +7,6 @@ lesion comes first, so that a 512x512x300 CT never gets copied, resampled or reg
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 
 import numpy as np

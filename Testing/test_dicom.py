@@ -5,7 +5,6 @@ highdicom) in TCIA's folder layout; nothing is downloaded."""
 
 import os
 import shutil
-import warnings
 
 import numpy as np
 import pandas as pd

@@ -85,7 +85,8 @@ def main():
         datasets = sorted((pydicom.dcmread(os.path.join(ap, n), stop_before_pixels=True) for n in os.listdir(ap)),
                           key=lambda d: float(d.ImagePositionPatient[2]))
         rng = np.random.default_rng(0)
-        variants = [("corner cutting (<= 0.35 voxel)", lambda m: [chaikin(p) for p in dicom_demo.pixel_edge_contours(m)])]
+        variants = [("corner cutting (<= 0.35 voxel)",
+                     lambda m: [chaikin(p) for p in dicom_demo.pixel_edge_contours(m)])]
         for amplitude in (0.45, 0.7, 1.0, 1.5):
             variants.append((f"vertices jittered <= {amplitude} voxel",
                              lambda m, a=amplitude: [p + rng.uniform(-a, a, p.shape)
