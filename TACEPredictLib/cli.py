@@ -65,12 +65,35 @@ def cmd_phantom(args):
 
 def cmd_import(args):
     from .data.importers import import_hcc_tace_seg
-    table, report = import_hcc_tace_seg(args.clinical)
+    images = getattr(args, "images", None)
+    table, report = import_hcc_tace_seg(args.clinical, images=images,
+                                        manifest_dir=os.path.dirname(os.path.abspath(args.out)),
+                                        progress=Progress("index-dicom") if images else None)
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     table.to_csv(args.out, index=False)
     for line in report:
         print(line)
     print(f"wrote {len(table)} patients to {args.out}")
+    return 0
+
+
+def cmd_index_dicom(args):
+    from .data.dicom import index_dicom
+    start = time.monotonic()
+    out_dir = os.path.dirname(os.path.abspath(args.out))
+    table = index_dicom(args.folder, relative_to=out_dir, progress=None if args.quiet else Progress("index-dicom"))
+    os.makedirs(out_dir, exist_ok=True)
+    table.to_csv(args.out, index=False)
+    elapsed = time.monotonic() - start
+    images = table[table["slices"].notna() & (table["modality"] == "CT")]
+    phases = images["phase"].replace("", "unknown").value_counts()
+    print(f"{len(table)} series ({table['patient_id'].nunique()} patients, {table['study_uid'].nunique()} studies) "
+          f"indexed in {elapsed:.1f} s ({elapsed / max(len(table), 1):.2f} s per series) -> {args.out}")
+    print("CT phases: " + ", ".join(f"{p} {n}" for p, n in phases.items()))
+    for _, row in table[table["problems"].fillna("") != ""].iterrows():
+        if row["problems"] not in ("secondary capture", "no image slices"):
+            print(f"PROBLEM: {row['patient_id']} series {row['series_number']} {row['description']!r}: "
+                  f"{row['problems']}")
     return 0
 
 
@@ -313,7 +336,17 @@ def build_parser():
     p = sub.add_parser("import-hcc-tace-seg", help="map TCIA HCC-TACE-Seg's clinical table to a manifest")
     p.add_argument("--clinical", required=True, help="clinical.csv ('data table' sheet)")
     p.add_argument("--out", required=True, help="manifest CSV to write")
+    p.add_argument("--images", default=None,
+                   help="the collection's DICOM download: adds each patient's arterial / portal / delayed series, "
+                        "DICOM SEG and tumour segment (docs/dicom.md)")
     p.set_defaults(func=cmd_import)
+
+    p = sub.add_parser("index-dicom", help="list every DICOM series under a folder, with its guessed phase")
+    p.add_argument("folder", help="DICOM folder (a download, a patient, a study)")
+    p.add_argument("--out", required=True, help="CSV to write (one row per series; 'reference' is what a "
+                                                "manifest's CT column takes, relative to the CSV's folder)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_index_dicom)
 
     p = sub.add_parser("extract", help="radiomics and deep features of every case into one table")
     p.add_argument("--manifest", required=True, help="cohort manifest CSV")

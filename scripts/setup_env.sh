@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Creates .venv (once) and installs TACEPredict with the versions in constraints.txt.
-# Usage: scripts/setup_env.sh [EXTRAS]   (default extras: deep,radiomics,dask,models,test)
+# Usage: scripts/setup_env.sh [EXTRAS]   (default extras: deep,radiomics,dask,models,dicom,test)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-extras=${1:-deep,radiomics,dask,models,test}
+extras=${1:-deep,radiomics,dask,models,dicom,test}
 if [ ! -x .venv/bin/python ]; then
   "${PYTHON:-python3}" -m venv .venv
 fi

@@ -32,33 +32,31 @@ def _has_image_suffix(path):
 
 
 def read_image(path, case_id=None, column=None):
-    """Read a 3D image from a file (.nrrd, .nii, .nii.gz, .mha) or a folder holding one DICOM series."""
+    """Read a 3D image from a file (.nrrd, .nii, .nii.gz, .mha) or a DICOM series: a folder holding one image
+    series, or ``folder#choice`` naming one series of a study (see ``dicom.split_reference``)."""
+    from . import dicom
+    if path and dicom.split_reference(path)[1] is not None:
+        return _check_3d(dicom.read_series(path, case_id, column), path, case_id, column)
     if not path or not os.path.exists(path):
         raise InputError(f"file not found: {path}", case_id, column,
                          "check the path; paths are relative to the manifest's folder")
+    if os.path.isdir(path):
+        return _check_3d(dicom.read_series(path, case_id, column), path, case_id, column)
     try:
-        if os.path.isdir(path):
-            reader = sitk.ImageSeriesReader()
-            series = reader.GetGDCMSeriesIDs(path)
-            if not series:
-                raise InputError(f"folder holds no DICOM series: {path}", case_id, column,
-                                 "point to a folder with the DICOM files of one series, or to an image file")
-            if len(series) > 1:
-                raise InputError(f"folder holds {len(series)} DICOM series: {path}", case_id, column,
-                                 "put each series in its own folder and name the one you mean")
-            reader.SetFileNames(reader.GetGDCMSeriesFileNames(path, series[0]))
-            image = reader.Execute()
-        else:
-            if not _has_image_suffix(path):
-                raise InputError(f"unsupported file type: {path}", case_id, column,
-                                 f"use one of {', '.join(IMAGE_SUFFIXES)} or a DICOM folder")
-            image = sitk.ReadImage(path)
+        if not _has_image_suffix(path):
+            raise InputError(f"unsupported file type: {path}", case_id, column,
+                             f"use one of {', '.join(IMAGE_SUFFIXES)} or a DICOM folder")
+        image = sitk.ReadImage(path)
     except InputError:
         raise
     except RuntimeError as exc:
         first_line = str(exc).strip().splitlines()[-1] if str(exc).strip() else "unknown reader error"
         raise InputError(f"cannot read {path} ({first_line})", case_id, column,
                          "re-export the image as .nrrd or .nii.gz") from None
+    return _check_3d(image, path, case_id, column)
+
+
+def _check_3d(image, path, case_id, column):
     if image.GetDimension() != 3 or image.GetSize()[2] < 2:
         raise InputError(f"{path} is a 2D image (size {image.GetSize()}); a 3D volume is needed",
                          case_id, column, "export the whole series as one 3D volume")
@@ -77,7 +75,9 @@ class Segment:
 
 @dataclass
 class Segmentation:
-    """A labelmap (or several layers of them, as in Slicer's .seg.nrrd) with named segments."""
+    """A labelmap (or several layers of them, as in Slicer's .seg.nrrd) with named segments. A DICOM SEG /
+    RTSTRUCT read by ``dicom.read_segmentation`` has one layer per segment and a ``source`` attribute (the
+    series and frame of reference it was drawn on)."""
     layers: list
     segments: list = field(default_factory=list)
     path: str = ""
@@ -93,14 +93,20 @@ class Segmentation:
 
     def find(self, selector=None, case_id=None, column="seg_label"):
         """The segment named by ``selector`` (label value, segment name or ID); by default the only
-        segment, or the largest one."""
+        segment, or the largest one (of a DICOM SEG / RTSTRUCT: the largest named as a tumour, e.g. "Mass",
+        when there is one: their other segments are organs)."""
         if not self.segments:
             raise InputError(f"segmentation {self.path} holds no segment (all voxels are 0)",
                              case_id, "seg", "delineate the lesion, or point to the right file")
         if selector is None or (isinstance(selector, float) and np.isnan(selector)) or str(selector).strip() == "":
             if len(self.segments) == 1:
                 return self.segments[0]
-            counts = self.voxel_counts()
+            counts = np.array(self.voxel_counts())
+            if getattr(self, "source", None) is not None:
+                from .dicom import TUMOUR_NAMES
+                tumours = np.array([bool(TUMOUR_NAMES.search(s.name)) for s in self.segments])
+                if tumours.any():
+                    counts = np.where(tumours, counts, -1)
             return self.segments[int(np.argmax(counts))]
         text = str(selector).strip()
         for s in self.segments:
@@ -149,11 +155,16 @@ def _segments_from_seg_nrrd(image):
     return segments
 
 
-def read_segmentation(path, case_id=None, column="seg"):
-    """Read a labelmap file or a Slicer ``.seg.nrrd`` (one or several layers)."""
+def read_segmentation(path, case_id=None, column="seg", ct_paths=None):
+    """Read a labelmap file, a Slicer ``.seg.nrrd`` (one or several layers), or a DICOM SEG / RTSTRUCT (a
+    file, or the folder holding it). ``ct_paths`` ({CT column: path}): the case's CTs, against which a DICOM
+    segmentation's referenced series is checked (``dicom.read_segmentation``)."""
     if not path or not os.path.exists(path):
         raise InputError(f"file not found: {path}", case_id, column,
                          "check the path; paths are relative to the manifest's folder")
+    if is_dicom_segmentation(path):
+        from . import dicom
+        return dicom.read_segmentation(path, case_id, column, ct_paths)
     if os.path.isdir(path) or not _has_image_suffix(path):
         raise InputError(f"unsupported segmentation file: {path}", case_id, column,
                          "use a labelmap (.nrrd, .nii.gz, .mha) or a Slicer .seg.nrrd")
@@ -183,6 +194,12 @@ def read_segmentation(path, case_id=None, column="seg"):
     if not segments:
         segments = _segments_from_labels(layers[0])
     return Segmentation(layers=layers, segments=segments, path=path)
+
+
+def is_dicom_segmentation(path):
+    """A DICOM file (SEG / RTSTRUCT expected), or a folder (a DICOM series folder holding the SEG)."""
+    from . import dicom
+    return bool(path) and (os.path.isdir(path) or dicom.is_dicom_file(path))
 
 
 def write_seg_nrrd(labelmap, segments, path):

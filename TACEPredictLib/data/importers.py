@@ -53,8 +53,13 @@ def _majority_response(row, columns):
     return MRECIST_CODES[choice]
 
 
-def import_hcc_tace_seg(csv_path):
-    """Map the HCC-TACE-Seg clinical CSV to a manifest table; returns (table, report lines)."""
+def import_hcc_tace_seg(csv_path, images=None, manifest_dir=None, progress=None):
+    """Map the HCC-TACE-Seg clinical CSV to a manifest table; returns (table, report lines).
+
+    ``images``: the collection's DICOM download (TCIA's tree, any layout works): every patient's arterial /
+    portal / delayed series, DICOM SEG and tumour segment are added (``dicom.manifest_from_index``), joined by
+    patient ID (``HCC_001`` in both; ``HCC-1`` and ``hcc_0001`` match too), with paths relative to
+    ``manifest_dir`` (the folder the manifest will be written to; default: absolute paths)."""
     try:
         raw = pd.read_csv(csv_path)
     except (OSError, pd.errors.ParserError) as exc:
@@ -121,5 +126,61 @@ def import_hcc_tace_seg(csv_path):
             out[name] = raw[source]
     report.append("kept as extra covariates: " + ", ".join(n for s, n in extras.items() if s in raw.columns))
     for column, why in HCC_TACE_SEG_UNMAPPED.items():
+        if images is not None and column in IMAGE_COLUMNS:
+            continue
         report.append(f"not mapped: {column}: {why}")
+    if images is not None:
+        out = _join_images(out, images, manifest_dir, report, progress)
     return out, report
+
+
+IMAGE_COLUMNS = ("ct_ap", "ct_pvp", "ct_dp", "seg", "seg_label")
+
+
+def patient_key(value):
+    """A patient ID in one spelling: 'HCC_001', 'hcc-1', 'HCC 0001' -> 'HCC_001'; others upper-cased."""
+    import re
+    text = str(value).strip().upper()
+    match = re.fullmatch(r"HCC[\s_-]*0*(\d+)", text)
+    return f"HCC_{int(match.group(1)):03d}" if match else text
+
+
+def _join_images(table, images, manifest_dir, report, progress=None):
+    """The clinical table with the image columns of ``dicom.manifest_from_index`` joined by patient ID."""
+    import os
+
+    from .dicom import index_dicom, manifest_from_index
+    if not os.path.isdir(images):
+        raise InputError(f"image folder not found: {images}", column="images",
+                         fix="give the folder of the collection's DICOM download")
+    root = os.path.abspath(manifest_dir) if manifest_dir else None
+    index = index_dicom(images, relative_to=root, progress=progress)
+    if index.empty:
+        raise InputError(f"no DICOM files under {images}", column="images",
+                         fix="give the folder of the collection's DICOM download")
+    imaging, lines = manifest_from_index(index, root=root)
+    imaging["_key"] = imaging["case_id"].map(patient_key)
+    keys = table["case_id"].map(patient_key)
+    matched = imaging[imaging["_key"].isin(set(keys))]
+    unmatched_images = sorted(imaging.loc[~imaging["_key"].isin(set(keys)), "case_id"])
+    without_images = sorted(table.loc[~keys.isin(set(imaging["_key"])), "case_id"])
+    image_columns = [c for c in imaging.columns if c not in ("case_id", "_key")]
+    joined = table.assign(_key=keys).merge(matched.drop(columns=["case_id"]), on="_key", how="left")
+    joined = joined.drop(columns=["_key"])
+    first = ["case_id"] + [c for c in IMAGE_COLUMNS if c in image_columns]
+    rest = [c for c in joined.columns if c not in first and c not in image_columns]
+    joined = joined[first + rest + [c for c in image_columns if c not in first]]
+    with_seg = int(joined["seg"].notna().sum())
+    report.append(f"images: {index['series_uid'].nunique()} series of {index['patient_id'].nunique()} patients "
+                  f"indexed under {images}; {len(matched)} patients joined to the clinical table, {with_seg} "
+                  "with a segmentation and its tumour segment")
+    for column in ("ct_ap", "ct_pvp", "ct_dp"):
+        report.append(f"images: {column} filled for {int(joined[column].notna().sum())} of {len(joined)} patients")
+    if unmatched_images:
+        report.append(f"not matched: {len(unmatched_images)} imaged patient(s) without a clinical row: "
+                      + ", ".join(unmatched_images))
+    if without_images:
+        report.append(f"not matched: {len(without_images)} clinical row(s) without images: "
+                      + ", ".join(without_images[:20]) + (" ..." if len(without_images) > 20 else ""))
+    report.extend(f"images: {line}" for line in lines)
+    return joined

@@ -36,11 +36,14 @@ class Column:
 
 COLUMNS = {c.name: c for c in [
     Column("case_id", "id", "unique patient / case identifier"),
-    Column("ct_ap", "path", "arterial-phase CT: image file or DICOM folder"),
-    Column("ct_pvp", "path", "portal-venous-phase CT: image file or DICOM folder"),
-    Column("ct_dp", "path", "delayed-phase CT: image file or DICOM folder"),
-    Column("seg", "path", "tumour segmentation: labelmap file or Slicer .seg.nrrd"),
-    Column("seg_label", "label", "label value or segment name of the target lesion (default: only or largest)"),
+    Column("ct_ap", "path", "arterial-phase CT: image file, DICOM folder, or DICOM folder#series choice "
+                            "(#uid=, #number=, #description=, &acquisition=; docs/dicom.md)"),
+    Column("ct_pvp", "path", "portal-venous-phase CT: image file, DICOM folder, or DICOM folder#series choice"),
+    Column("ct_dp", "path", "delayed-phase CT: image file, DICOM folder, or DICOM folder#series choice"),
+    Column("seg", "path", "tumour segmentation: labelmap file, Slicer .seg.nrrd, DICOM SEG or RTSTRUCT (file or "
+                          "its folder)"),
+    Column("seg_label", "label", "label value or segment name of the target lesion (default: only or largest); "
+                                 "DICOM SEG: segment number or label; RTSTRUCT: ROI number or name"),
     Column("age", "number", "age at TACE", "years", low=10, high=110),
     Column("sex", "category", "sex", codes=("M", "F")),
     Column("bclc", "category", "BCLC stage", codes=("0", "A", "B", "C", "D")),
@@ -338,12 +341,13 @@ def check_case_images(manifest, row):
 
     seg_columns = ["seg"] + manifest.extra_seg_columns
     selector = row.get("seg_label") if "seg_label" in row.index else None
+    ct_paths = {c: manifest.resolve(row.get(c)) for c in IMAGE_COLUMNS if c in row.index}
     for column in seg_columns:
         path = manifest.resolve(row.get(column))
         if path is None:
             continue
         try:
-            segmentation = imageio.read_segmentation(path, case_id, column)
+            segmentation = imageio.read_segmentation(path, case_id, column, ct_paths=ct_paths)
             mask = segmentation.mask(selector, case_id)
         except InputError as exc:
             problems.append(Problem("error", case_id, exc.column or column, exc.problem, exc.fix or ""))

@@ -26,6 +26,7 @@ import pandas as pd
 from .. import RESEARCH_USE_NOTICE, SYNTHETIC_DATA_NOTICE, InputError, __version__
 from ..data.images import sha256_file
 from ..data.manifest import Manifest, is_synthetic, read_manifest
+from ..data.dicom import reference_exists
 
 FEATURE_COLUMNS = ["case_id", "phase", "reader", "family", "feature", "value", "weights"]
 FAILURE_COLUMNS = ["case_id", "column", "error", "fix"]
@@ -69,12 +70,9 @@ class ExtractionSettings:
 
 
 def _sha256_input(path):
-    if os.path.isdir(path):  # a DICOM series folder
-        digest = hashlib.sha256()
-        for name in sorted(os.listdir(path)):
-            digest.update(name.encode())
-            digest.update(sha256_file(os.path.join(path, name)).encode())
-        return digest.hexdigest()
+    from ..data.dicom import is_series_reference, reference_digest
+    if is_series_reference(path):  # a DICOM folder, or folder#series choice
+        return reference_digest(path)
     return sha256_file(path)
 
 
@@ -298,7 +296,7 @@ def _case_tasks(manifest, settings, out_dir):
                 path = manifest.resolve(row.get(column))
                 if path is None:
                     continue  # load_case names what is missing
-                if not os.path.exists(path):
+                if not reference_exists(path):
                     raise InputError(f"file not found: {path}", case_id, column,
                                      "check the path; paths are relative to the manifest's folder")
                 inputs[column] = _sha256_input(path)

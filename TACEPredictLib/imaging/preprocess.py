@@ -7,7 +7,6 @@ lesion comes first, so that a 512x512x300 CT never gets copied, resampled or reg
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -186,7 +185,8 @@ def load_case(manifest, row, phases=None, register="rigid", reference_phase=None
         raise InputError("no segmentation: image features need the target lesion", case_id, "seg",
                          "add the segmentation file (labelmap or .seg.nrrd)")
     selector = row.get("seg_label") if "seg_label" in row.index else None
-    mask = imageio.read_segmentation(seg_path, case_id, "seg").mask(selector, case_id)
+    ct_paths = {c: manifest.resolve(row.get(c)) for c in IMAGE_COLUMNS if c in row.index}
+    mask = imageio.read_segmentation(seg_path, case_id, "seg", ct_paths=ct_paths).mask(selector, case_id)
     _check_lesion(mask, case_id, "seg")
 
     # One whole CT in memory at a time: each phase is cropped as soon as it is read.
@@ -236,7 +236,7 @@ def load_case(manifest, row, phases=None, register="rigid", reference_phase=None
         path = manifest.resolve(row.get(column)) if column in row.index else None
         if path is None:
             continue
-        other = imageio.read_segmentation(path, case_id, column).mask(selector, case_id)
+        other = imageio.read_segmentation(path, case_id, column, ct_paths=ct_paths).mask(selector, case_id)
         reader_masks[column] = sitk.Resample(other, mask, sitk.Transform(), sitk.sitkNearestNeighbor, 0,
                                              sitk.sitkUInt8)
     return CaseImages(case_id=case_id, reference_phase=reference_phase, phases=cropped, mask=mask,
@@ -287,9 +287,14 @@ def _read_ct(path, case_id, column):
 
 
 def _same_grid_on_disk(mask, path):
-    """Whether the image file at ``path`` has ``mask``'s grid, from its header alone (False if unsure)."""
-    if os.path.isdir(path):
-        return False
+    """Whether the image file (or DICOM series) at ``path`` has ``mask``'s grid, from its header alone (False
+    if unsure)."""
+    from ..data import dicom
+    if dicom.is_series_reference(path):
+        try:
+            return imageio.same_geometry(mask, dicom.header_geometry(path))
+        except InputError:
+            return False
     try:
         reader = sitk.ImageFileReader()
         reader.SetFileName(path)

@@ -359,7 +359,7 @@ def load_case_nodes(scene, manifest, case_id):
     labelmap node}, plus "segment" (the segment id or label value the manifest names)."""
     import SimpleITK as sitk
 
-    from ..data.images import read_image, read_segmentation
+    from ..data.images import is_dicom_segmentation, read_image, read_segmentation
     row = manifest.row(case_id)
     nodes = {}
     for column in manifest.phases:
@@ -387,6 +387,11 @@ def load_case_nodes(scene, manifest, case_id):
             match = [s for s in segments if s.name.lower() == str(wanted).lower() or str(s.label_value) == str(wanted)]
             wanted = match[0].segment_id if match else wanted
         nodes["seg"], nodes["segment"] = node, wanted
+    elif is_dicom_segmentation(path):  # DICOM SEG / RTSTRUCT: the chosen segment, checked against the CTs
+        ct_paths = {c: manifest.resolve(row.get(c)) for c in manifest.phases}
+        mask = read_segmentation(path, case_id, "seg", ct_paths=ct_paths).mask(wanted, case_id)
+        nodes["seg"] = image_to_volume(mask, scene, f"{case_id}_seg_labelmap", labelmap=True)
+        nodes["segment"] = 1
     else:
         labels = sitk.Cast(read_image(path, case_id, "seg"), sitk.sitkUInt8)
         nodes["seg"] = image_to_volume(labels, scene, f"{case_id}_seg_labelmap", labelmap=True)
