@@ -4,8 +4,8 @@ Peng J, Huang J, Huang G, Zhang J. Predicting the Initial Treatment Response to 
 in Intermediate-Stage Hepatocellular Carcinoma by the Integration of Radiomics and Deep Learning. Front Oncol
 2021;11:730282. doi:10.3389/fonc.2021.730282
 
-Radiomics classifiers (``RadiomicsResponseClassifier``, the paper's cML): arterial-phase radiomics of the 3D ROI, the ICC >= 0.75 filter when the extraction has one, recursive
-feature elimination with a random forest whose number of features is chosen by 5-fold cross-validated AUC
+Radiomics classifiers (``RadiomicsResponseClassifier``, the paper's cML): arterial-phase radiomics of the 3D
+ROI, the ICC >= 0.75 filter when the extraction has one, recursive feature elimination with a random forest whose number of features is chosen by 5-fold cross-validated AUC
 (the paper kept 14), then one of five classifiers on the chosen features:
 
 * ``linear``: least-squares regression of the 0 / 1 label, clipped to [0, 1] (the paper's thresholded linear

@@ -160,8 +160,8 @@ class PatchModel(ProbabilityModel):
     validated on it, for ``members`` networks. One network (``members = 1``) keeps a fifth of the cases aside;
     a full set (``members = folds``) is a cross-validation ensemble: every training case gets an out-of-fold
     score (for the cut-off, and for Model_CSD's weights) and a new case gets the mean of the members' scores.
-    Subclasses define ``label_column``, ``outcome_names``, ``patch_set``, ``channels``, ``case_label(table)``, ``build()``, ``optimiser(net)`` and
-    ``training_options()``.
+    Subclasses define ``label_column``, ``outcome_names``, ``patch_set``, ``channels``, ``case_label(table)``,
+    ``build()``, ``optimiser(net)`` and ``training_options()``.
     """
 
     patch_set = ""
