@@ -48,17 +48,19 @@ class TACEPredict(ScriptedLoadableModule):
 
 
 def requirements():
-    with open(REQUIREMENTS_FILE) as f:
-        return [line.strip() for line in f if line.strip() and not line.startswith("#")]
+    """The first-use list (Resources/requirements.txt); TACEPredictLib.slicer_dependencies needs only the standard
+    library and Slicer's own packaging, so it is usable before anything is installed."""
+    from TACEPredictLib.slicer_dependencies import read_requirements
+    return read_requirements(REQUIREMENTS_FILE)
 
 
 def missingRequirements():
-    """Required distributions that cannot be imported in Slicer's Python yet. pyradiomics is optional: it is
-    tried at the first install, and its absence alone does not ask again."""
+    """What the first-use install would add: torch (from the PyTorch extension) if absent, and every requirement
+    that the installed packages do not satisfy."""
     import importlib.util
-    import re
-    names = ["torch"] + [re.split(r"[<>=!~\[ ]", requirement)[0] for requirement in requirements()]
-    return [name for name in names if name.lower() != "pyradiomics" and importlib.util.find_spec(name) is None]
+    from TACEPredictLib.slicer_dependencies import missing_requirements
+    torch = [] if importlib.util.find_spec("torch") is not None else ["torch (PyTorch extension)"]
+    return torch + missing_requirements(requirements())
 
 
 @parameterNodeWrapper
@@ -197,21 +199,22 @@ class TACEPredictWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._parameterNode.clinicalJson = json.dumps(self.clinicalValues())
 
     def ensureDependencies(self):
+        """First use: say what in Slicer's Python is too old before installing anything, then ask, then install
+        (a failed step raises with its name; the callers show it)."""
+        problems = self.logic.versionProblems()
+        if problems:
+            slicer.util.errorDisplay("\n\n".join(problems), windowTitle="TACEPredict")
+            return False
         missing = missingRequirements()
         if not missing:
             return True
-        packaging = getattr(slicer, "packaging", None)
-        ensure = packaging is not None and hasattr(packaging, "pip_ensure")  # Slicer 5.12+: it asks itself
-        if not ensure and not slicer.util.confirmOkCancelDisplay(
-                "TACEPredict needs these Python packages, installed once into Slicer's Python: "
-                + ", ".join(missing) + ". Install now?"):
+        if not slicer.util.confirmOkCancelDisplay(
+                "TACEPredict needs these Python packages, installed once into Slicer's Python (Slicer's own "
+                "packages and the PyTorch extension's torch are kept as they are):\n\n" + "\n".join(missing)
+                + "\n\nInstall now?", windowTitle="TACEPredict"):
             return False
         with slicer.util.WaitCursor():
-            notes = self.logic.installRequirements(ensure=ensure)
-        if missingRequirements():
-            return False  # the user declined pip_ensure's prompt
-        if notes:
-            slicer.util.warningDisplay("\n".join(notes))
+            self.logic.installRequirements()
         self.populateClinicalForm()
         return True
 
@@ -341,52 +344,57 @@ class TACEPredictLogic(ScriptedLoadableModuleLogic):
     def getParameterNode(self):
         return TACEPredictParameterNode(super().getParameterNode())
 
-    def installRequirements(self, ensure=False):
-        """Install what is missing, without replacing Slicer's numpy, SimpleITK or the PyTorch extension's
-        torch; returns notes for the user (e.g. pyradiomics not installable). ``ensure``: use Slicer 5.12+'s
-        ``slicer.packaging.pip_ensure`` (it asks the user itself); otherwise no dialog (batch use)."""
-        import importlib.util
-        import inspect
+    @staticmethod
+    def versionProblems():
+        """What in Slicer's Python is older than TACEPredictLib supports (Python, numpy, SciPy, SimpleITK, torch),
+        one sentence each; empty when fine."""
+        from TACEPredictLib.slicer_dependencies import version_problems
+        return version_problems()
+
+    def installRequirements(self):
+        """The first-use install, without any dialog (the widget asks first; scripts call this directly).
+
+        1. Slicer's numpy, SciPy, SimpleITK and an installed torch are checked against the versions the library
+           supports; if one is older, this raises before anything is installed.
+        2. torch from the PyTorch extension, if absent (its requirement: the library's minimum).
+        3. One pip step per missing line of Resources/requirements.txt, with every package Slicer ships and torch
+           pinned at their installed versions, so that none of them is replaced.
+        A failed step raises TACEPredictLib.slicer_dependencies.InstallStepError naming the step."""
         import tempfile
-        from importlib import metadata
-        self.installTorch()
-        # Pin what Slicer (and the PyTorch extension) own, so that no requirement upgrades them.
-        pinned = []
-        for name in ("numpy", "SimpleITK", "torch"):
-            try:
-                pinned.append(f"{name}=={metadata.version(name)}")
-            except metadata.PackageNotFoundError:
-                pass
+        from TACEPredictLib import slicer_dependencies as deps
+        problems = self.versionProblems()
+        if problems:
+            raise RuntimeError("Nothing was installed: " + " ".join(problems))
+        try:
+            self.installTorch()
+        except Exception as exc:
+            raise deps.InstallStepError(f"Installing torch through the PyTorch extension failed: {exc}") from exc
+        problems = self.versionProblems()  # the torch the extension may just have installed
+        if problems:
+            raise RuntimeError("torch was installed, nothing else: " + " ".join(problems))
         with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as handle:
-            handle.write("\n".join(pinned) + "\n")
-            constraints = handle.name
-        wanted = requirements()
-        required = [r for r in wanted if not r.lower().startswith("pyradiomics")]
+            handle.write("\n".join(deps.pinned_constraints()) + "\n")
+        try:
+            deps.run_steps(deps.install_steps(requirements(), handle.name), self._pipInstall)
+        except deps.InstallStepError as exc:
+            raise deps.InstallStepError(f"{exc} pip's output is in the Python console.") from exc
+        finally:
+            os.remove(handle.name)
+
+    @staticmethod
+    def _pipInstall(arguments):
+        """pip install in Slicer's Python; Slicer 5.12+'s installer without its progress dialog (batch-safe)."""
         packaging = getattr(slicer, "packaging", None)
-        if packaging is not None and hasattr(packaging, "pip_install"):  # Slicer 5.12+
-            install = packaging.pip_ensure if ensure else packaging.pip_install
-            options = {"constraints": constraints} if "constraints" in inspect.signature(install).parameters else {}
-            if ensure:
-                options["requester"] = "TACEPredict"
-            install(required, **options)
+        if packaging is not None and hasattr(packaging, "pip_install"):
+            packaging.pip_install(arguments, show_progress=False)
         else:
-            slicer.util.pip_install(required + ["-c", constraints])
-        notes = []
-        if importlib.util.find_spec("radiomics") is None:
-            try:  # pyradiomics often fails to build on Slicer's Python 3.12: everything else still works
-                slicer.util.pip_install(["setuptools", "wheel", "versioneer", "-c", constraints])
-                slicer.util.pip_install(["--no-build-isolation", "-c", constraints]
-                                        + [r for r in wanted if r.lower().startswith("pyradiomics")])
-            except Exception as exc:  # noqa: BLE001 - reported, not fatal
-                notes.append(f"pyradiomics could not be installed ({exc}). Radiomics features and the models "
-                             "that use them (lasso-cox) are unavailable; everything else works.")
-        os.remove(constraints)
-        return notes
+            slicer.util.pip_install(arguments)
 
     @staticmethod
     def installTorch():
         """torch from the PyTorch extension (the right build for this machine's GPU), never from PyPI here."""
         import importlib.util
+        from TACEPredictLib.slicer_dependencies import MINIMUM_VERSIONS
         if importlib.util.find_spec("torch") is not None:
             return
         try:
@@ -394,7 +402,8 @@ class TACEPredictLogic(ScriptedLoadableModuleLogic):
         except ImportError:
             raise RuntimeError("TACEPredict needs the PyTorch extension: install 'PyTorch' from the Extension "
                                "Manager, restart Slicer and try again.") from None
-        PyTorchUtils.PyTorchUtilsLogic().installTorch(askConfirmation=False)
+        PyTorchUtils.PyTorchUtilsLogic().installTorch(askConfirmation=False,
+                                                      torchVersionRequirement=f">={MINIMUM_VERSIONS['torch']}")
 
     @staticmethod
     def _path(value, what):
