@@ -461,7 +461,12 @@ class TACEPredictLogic(ScriptedLoadableModuleLogic):
         device = ["--device", "cpu"] if forceCpu else []
         features = os.path.join(out, "features")
         if action == "extract":
-            return base + ["extract", "--manifest", manifest, "--out", features, "--workers", "1"] + device, features
+            # pyradiomics is not installed into Slicer's Python (the torch radiomics engine replaces it, issue 15):
+            # without it, deep features only, rather than a job that stops at its first case
+            import importlib.util
+            radiomics = [] if importlib.util.find_spec("radiomics") is not None else ["--no-radiomics"]
+            return (base + ["extract", "--manifest", manifest, "--out", features, "--workers", "1"] + radiomics
+                    + device, features)
         if model == "clinical-semantic":  # published coefficients: nothing to extract or train
             if action != "evaluate":
                 raise ValueError("The published aggressive-progression score needs no extraction or training: "
