@@ -21,7 +21,7 @@ from slicer import vtkMRMLLabelMapVolumeNode, vtkMRMLScalarVolumeNode, vtkMRMLSe
 from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
 from slicer.util import VTKObservationMixin
 
-# What TACEPredictLib needs beyond Slicer's own numpy and SimpleITK; installed on first use.
+# What TACEPredictLib needs beyond what Slicer ships and the PyTorch extension; installed on first use.
 REQUIREMENTS_FILE = os.path.join(os.path.dirname(__file__), "Resources", "requirements.txt")
 # The default model-bundle folder (every sub-folder holding a model.json is used); a Slicer setting.
 BUNDLE_FOLDER_SETTING = "TACEPredict/BundleFolder"
