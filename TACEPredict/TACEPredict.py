@@ -11,25 +11,37 @@ import os
 import pathlib
 import shutil
 import sys
+from typing import Annotated
 
 import qt
 import slicer
 from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoadableModuleLogic,
                                            ScriptedLoadableModuleTest, ScriptedLoadableModuleWidget)
 from slicer import vtkMRMLLabelMapVolumeNode, vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
-from slicer.parameterNodeWrapper import parameterNodeWrapper
+from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
 from slicer.util import VTKObservationMixin
 
-# What TACEPredictLib needs beyond Slicer's own numpy and SimpleITK; installed on first use.
+# What TACEPredictLib needs beyond what Slicer ships and the PyTorch extension; installed on first use.
 REQUIREMENTS_FILE = os.path.join(os.path.dirname(__file__), "Resources", "requirements.txt")
 # The default model-bundle folder (every sub-folder holding a model.json is used); a Slicer setting.
 BUNDLE_FOLDER_SETTING = "TACEPredict/BundleFolder"
 
 
-def cohortModels():
-    """The cohort section's model choices, from the library's registry: {kind: its declaration}."""
-    from TACEPredictLib.models.registry import MODELS
-    return {spec.kind: spec for spec in MODELS}
+def _modelCatalogue():
+    """The library's model declarations (TACEPredictLib/Resources/model_catalogue.json, written from its registry):
+    plain JSON, so the list is there before the first-use install. TACEPredictLib sits next to this module in an
+    installed extension, one folder up in the source tree."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    for root in (here, os.path.dirname(here)):
+        path = os.path.join(root, "TACEPredictLib", "Resources", "model_catalogue.json")
+        if os.path.isfile(path):
+            with open(path, encoding="utf-8") as handle:
+                return json.load(handle)
+    raise RuntimeError("TACEPredictLib/Resources/model_catalogue.json is missing: reinstall the extension")
+
+
+# The cohort section's model choices: model kind -> its declaration (published scores: evaluate only).
+COHORT_MODELS = {entry["kind"]: entry for entry in _modelCatalogue()}
 
 
 class TACEPredict(ScriptedLoadableModule):
@@ -48,25 +60,30 @@ class TACEPredict(ScriptedLoadableModule):
 
 
 def requirements():
-    with open(REQUIREMENTS_FILE) as f:
-        return [line.strip() for line in f if line.strip() and not line.startswith("#")]
+    """The first-use list (Resources/requirements.txt); TACEPredictLib.slicer.dependencies needs only the standard
+    library and Slicer's own packaging, so it is usable before anything is installed."""
+    from TACEPredictLib.slicer.dependencies import read_requirements
+    return read_requirements(REQUIREMENTS_FILE)
 
 
 def missingRequirements():
-    """Required distributions that cannot be imported in Slicer's Python yet. pyradiomics is optional: it is
-    tried at the first install, and its absence alone does not ask again."""
+    """What the first-use install would add: torch (from the PyTorch extension) if absent, and every requirement
+    that the installed packages do not satisfy."""
     import importlib.util
-    import re
-    names = ["torch"] + [re.split(r"[<>=!~\[ ]", requirement)[0] for requirement in requirements()]
-    return [name for name in names if name.lower() != "pyradiomics" and importlib.util.find_spec(name) is None]
+    from TACEPredictLib.slicer.dependencies import missing_requirements
+    torch = [] if importlib.util.find_spec("torch") is not None else ["torch (PyTorch extension)"]
+    return torch + missing_requirements(requirements())
 
 
 @parameterNodeWrapper
 class TACEPredictParameterNode:
+    """The module's state, saved with the scene. Fields named by a SlicerParameterName property in
+    Resources/UI/TACEPredict.ui are bound to their widget (Testing/test_module_ui.py checks the names and types);
+    the ranges and choices here are what connectGui gives the spin boxes and the model combo box."""
     manifestPath: pathlib.Path
     demoFolder: pathlib.Path
-    demoCases: int = 20
-    demoSeed: int = 0
+    demoCases: Annotated[int, WithinRange(1, 1000)] = 20
+    demoSeed: Annotated[int, WithinRange(0, 1000000)] = 0
     caseId: str = ""
     # Patient (Apply)
     arterialVolume: vtkMRMLScalarVolumeNode
@@ -82,7 +99,7 @@ class TACEPredictParameterNode:
     # Cohort
     cohortOut: pathlib.Path
     trainTask: str = "survival"
-    trainModel: str = "nomogram"
+    trainModel: Annotated[str, Choice(list(COHORT_MODELS))] = "nomogram"
 
 
 class TACEPredictWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
@@ -94,160 +111,33 @@ class TACEPredictWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._connectionTag = None
 
     def setup(self):
+        """The layout is Resources/UI/TACEPredict.ui (Qt Designer); widgets with a SlicerParameterName property
+        are bound to the parameter node by connectGui, the rest is wired here."""
         ScriptedLoadableModuleWidget.setup(self)
-        import ctk
-
-        notice = qt.QLabel("<b>Research use only</b> - not for diagnosis or treatment decisions. Every result "
-                           "names the data its model was trained on.")
-        notice.setWordWrap(True)
-        self.layout.addWidget(notice)
-
-        # --- one patient
-        patient = ctk.ctkCollapsibleButton()
-        patient.text = "Patient"
-        self.layout.addWidget(patient)
-        form = qt.QFormLayout(patient)
-        self.arterialSelector = self._nodeSelector(["vtkMRMLScalarVolumeNode"], "arterial-phase CT (required)")
-        form.addRow("Arterial CT:", self.arterialSelector)
-        self.portalSelector = self._nodeSelector(["vtkMRMLScalarVolumeNode"], "portal-venous-phase CT")
-        form.addRow("Portal CT:", self.portalSelector)
-        self.delayedSelector = self._nodeSelector(["vtkMRMLScalarVolumeNode"], "delayed-phase CT (optional)")
-        form.addRow("Delayed CT:", self.delayedSelector)
-        self.segmentSelector = slicer.qMRMLSegmentSelectorWidget()
-        self.segmentSelector.setMRMLScene(slicer.mrmlScene)
-        self.segmentSelector.noneEnabled = True
-        self.segmentSelector.toolTip = "The segmentation and the segment holding the target tumour"
-        form.addRow("Tumour segment:", self.segmentSelector)
-        self.labelmapSelector = self._nodeSelector(["vtkMRMLLabelMapVolumeNode"],
-                                                   "or a labelmap (every non-zero voxel is tumour)")
-        form.addRow("or labelmap:", self.labelmapSelector)
-
-        self.clinicalTable = qt.QTableWidget(0, 2)
-        self.clinicalTable.setHorizontalHeaderLabels(["field", "value"])
-        self.clinicalTable.horizontalHeader().setStretchLastSection(True)
-        self.clinicalTable.verticalHeader().setVisible(False)
-        self.clinicalTable.setMinimumHeight(160)
-        form.addRow("Clinical data:", self.clinicalTable)
-        self.clinicalCsvEdit = ctk.ctkPathLineEdit()
-        self.clinicalCsvEdit.filters = ctk.ctkPathLineEdit.Files
-        self.clinicalCsvEdit.nameFilters = ["Manifest (*.csv)"]
-        self.clinicalCaseEdit = qt.QLineEdit()
-        self.clinicalCaseEdit.placeholderText = "case_id"
-        self.loadClinicalButton = qt.QPushButton("Load row")
-        row = qt.QHBoxLayout()
-        row.addWidget(self.clinicalCsvEdit, 2)
-        row.addWidget(self.clinicalCaseEdit, 1)
-        row.addWidget(self.loadClinicalButton)
-        form.addRow("from CSV:", row)
-
-        self.bundleFolderEdit = ctk.ctkPathLineEdit()
-        self.bundleFolderEdit.filters = ctk.ctkPathLineEdit.Dirs
-        self.bundleFolderEdit.toolTip = ("Folder of model bundles (each sub-folder with a model.json is used). "
-                                         "The published aggressive-progression score needs none.")
-        form.addRow("Model bundles:", self.bundleFolderEdit)
-        self.forceCpuCheck = qt.QCheckBox("Force CPU")
-        self.heatmapCheck = qt.QCheckBox("Grad-CAM heat maps")
-        row = qt.QHBoxLayout()
-        row.addWidget(self.forceCpuCheck)
-        row.addWidget(self.heatmapCheck)
-        form.addRow(row)
-        self.applyButton = qt.QPushButton("Apply")
-        self.applyButton.toolTip = "Run every model that can run on this patient"
-        form.addRow(self.applyButton)
-
-        # --- cohort
-        cohort = ctk.ctkCollapsibleButton()
-        cohort.text = "Cohort"
-        cohort.collapsed = True
-        self.layout.addWidget(cohort)
-        form = qt.QFormLayout(cohort)
-        self.manifestEdit = ctk.ctkPathLineEdit()
-        self.manifestEdit.filters = ctk.ctkPathLineEdit.Files
-        self.manifestEdit.nameFilters = ["Manifest (*.csv)"]
-        form.addRow("Manifest:", self.manifestEdit)
-        self.validateButton = qt.QPushButton("Validate manifest")
-        self.validateButton.toolTip = "Check every row and file; one line per problem"
-        form.addRow(self.validateButton)
-        self.caseCombo = qt.QComboBox()
-        self.loadCaseButton = qt.QPushButton("Load case")
-        self.loadCaseButton.toolTip = "Load the case's CT phases, segmentation and clinical row into the inputs"
-        row = qt.QHBoxLayout()
-        row.addWidget(self.caseCombo, 1)
-        row.addWidget(self.loadCaseButton)
-        form.addRow("Case:", row)
-        self.cohortOutEdit = ctk.ctkPathLineEdit()
-        self.cohortOutEdit.filters = ctk.ctkPathLineEdit.Dirs
-        form.addRow("Output folder:", self.cohortOutEdit)
-        self.trainModelCombo = qt.QComboBox()
-        self.trainModelCombo.addItems(list(cohortModels()))
-        self.trainModelCombo.toolTip = ("A model kind (its task: " + ", ".join(
-            f"{k} {v.task}" for k, v in cohortModels().items()) + "); published scores: evaluate only")
-        form.addRow("Model:", self.trainModelCombo)
-        self.extractButton = qt.QPushButton("Extract")
-        self.trainButton = qt.QPushButton("Train")
-        self.evaluateButton = qt.QPushButton("Evaluate")
-        self.cancelButton = qt.QPushButton("Cancel")
-        self.cancelButton.enabled = False
-        row = qt.QHBoxLayout()
-        for button in (self.extractButton, self.trainButton, self.evaluateButton, self.cancelButton):
-            row.addWidget(button)
-        form.addRow(row)
-        self.progressBar = qt.QProgressBar()
-        self.progressBar.setRange(0, 100)
-        form.addRow(self.progressBar)
-
-        # --- demo cohort
-        demo = ctk.ctkCollapsibleButton()
-        demo.text = "Synthetic demo cohort"
-        demo.collapsed = True
-        self.layout.addWidget(demo)
-        demoForm = qt.QFormLayout(demo)
-        self.demoFolderEdit = ctk.ctkPathLineEdit()
-        self.demoFolderEdit.filters = ctk.ctkPathLineEdit.Dirs
-        demoForm.addRow("Output folder:", self.demoFolderEdit)
-        self.demoCasesSpin = qt.QSpinBox()
-        self.demoCasesSpin.setRange(1, 1000)
-        demoForm.addRow("Cases:", self.demoCasesSpin)
-        self.demoSeedSpin = qt.QSpinBox()
-        self.demoSeedSpin.setRange(0, 1000000)
-        demoForm.addRow("Seed:", self.demoSeedSpin)
-        self.generateButton = qt.QPushButton("Generate demo cohort")
-        demoForm.addRow(self.generateButton)
-
-        self.output = qt.QPlainTextEdit()
-        self.output.readOnly = True
-        self.layout.addWidget(self.output)
-        self.layout.addStretch(1)
+        uiWidget = slicer.util.loadUI(self.resourcePath("UI/TACEPredict.ui"))
+        self.layout.addWidget(uiWidget)
+        self.ui = slicer.util.childWidgetVariables(uiWidget)
+        uiWidget.setMRMLScene(slicer.mrmlScene)  # the .ui passes the scene on to every MRML selector
+        self.ui.trainModelCombo.toolTip = ("A model kind (its task: " + ", ".join(
+            f"{k} {v['task']}" for k, v in COHORT_MODELS.items()) + "); published scores: evaluate only")
 
         self.logic = TACEPredictLogic()
         self.process = None  # the running cohort job (a background PythonSlicer process)
-        self.applyButton.connect("clicked(bool)", self.onApply)
-        self.loadClinicalButton.connect("clicked(bool)", self.onLoadClinical)
-        self.validateButton.connect("clicked(bool)", self.onValidate)
-        self.loadCaseButton.connect("clicked(bool)", self.onLoadCase)
-        self.generateButton.connect("clicked(bool)", self.onGenerate)
-        self.extractButton.connect("clicked(bool)", lambda: self.onCohortJob("extract"))
-        self.trainButton.connect("clicked(bool)", lambda: self.onCohortJob("train"))
-        self.evaluateButton.connect("clicked(bool)", lambda: self.onCohortJob("evaluate"))
-        self.cancelButton.connect("clicked(bool)", self.onCancel)
-        self.segmentSelector.connect("currentNodeChanged(vtkMRMLNode*)", self.onSegmentChanged)
-        self.segmentSelector.connect("currentSegmentChanged(QString)", self.onSegmentChanged)
-        self.clinicalTable.connect("cellChanged(int,int)", self.onClinicalEdited)
+        self.ui.applyButton.connect("clicked(bool)", self.onApply)
+        self.ui.loadClinicalButton.connect("clicked(bool)", self.onLoadClinical)
+        self.ui.validateButton.connect("clicked(bool)", self.onValidate)
+        self.ui.loadCaseButton.connect("clicked(bool)", self.onLoadCase)
+        self.ui.generateButton.connect("clicked(bool)", self.onGenerate)
+        self.ui.extractButton.connect("clicked(bool)", lambda: self.onCohortJob("extract"))
+        self.ui.trainButton.connect("clicked(bool)", lambda: self.onCohortJob("train"))
+        self.ui.evaluateButton.connect("clicked(bool)", lambda: self.onCohortJob("evaluate"))
+        self.ui.cancelButton.connect("clicked(bool)", self.onCancel)
+        self.ui.segmentSelector.connect("currentNodeChanged(vtkMRMLNode*)", self.onSegmentChanged)
+        self.ui.segmentSelector.connect("currentSegmentChanged(QString)", self.onSegmentChanged)
+        self.ui.clinicalTable.connect("cellChanged(int,int)", self.onClinicalEdited)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
         self.initializeParameterNode()
-
-    def _nodeSelector(self, nodeTypes, toolTip):
-        selector = slicer.qMRMLNodeComboBox()
-        selector.nodeTypes = nodeTypes
-        selector.selectNodeUponCreation = False
-        selector.addEnabled = False
-        selector.removeEnabled = False
-        selector.noneEnabled = True
-        selector.showHidden = False
-        selector.setMRMLScene(slicer.mrmlScene)
-        selector.toolTip = toolTip
-        return selector
 
     def cleanup(self):
         self.removeObservers()
@@ -273,16 +163,11 @@ class TACEPredictWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         p = self._parameterNode
         if not str(p.bundleFolder or "").strip(".") and qt.QSettings().value(BUNDLE_FOLDER_SETTING):
             p.bundleFolder = pathlib.Path(qt.QSettings().value(BUNDLE_FOLDER_SETTING))
-        self._connectionTag = p.connectParametersToGui({
-            "manifestPath": self.manifestEdit, "demoFolder": self.demoFolderEdit,
-            "demoCases": self.demoCasesSpin, "demoSeed": self.demoSeedSpin,
-            "arterialVolume": self.arterialSelector, "portalVolume": self.portalSelector,
-            "delayedVolume": self.delayedSelector, "labelmap": self.labelmapSelector,
-            "bundleFolder": self.bundleFolderEdit, "forceCpu": self.forceCpuCheck, "heatmaps": self.heatmapCheck,
-            "cohortOut": self.cohortOutEdit, "trainModel": self.trainModelCombo})
-        self.segmentSelector.setCurrentNode(p.segmentation)
+        # every widget of the .ui with a SlicerParameterName property (segment and clinical form: by hand)
+        self._connectionTag = p.connectGui(self.ui)
+        self.ui.segmentSelector.setCurrentNode(p.segmentation)
         if p.segmentId:
-            self.segmentSelector.setCurrentSegmentID(p.segmentId)
+            self.ui.segmentSelector.setCurrentSegmentID(p.segmentId)
         self.populateClinicalForm()
 
     def disconnectParameterNode(self):
@@ -292,8 +177,8 @@ class TACEPredictWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onSegmentChanged(self, *args):
         if self._parameterNode is not None:
-            self._parameterNode.segmentation = self.segmentSelector.currentNode()
-            self._parameterNode.segmentId = self.segmentSelector.currentSegmentID() or ""
+            self._parameterNode.segmentation = self.ui.segmentSelector.currentNode()
+            self._parameterNode.segmentId = self.ui.segmentSelector.currentSegmentID() or ""
 
     def populateClinicalForm(self):
         """Fill the form's fields (once TACEPredictLib can be imported) and values (from the parameter node)."""
@@ -302,21 +187,21 @@ class TACEPredictWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         except ImportError:
             return  # dependencies not installed yet: filled after the first Apply installs them
         values = json.loads(self._parameterNode.clinicalJson or "{}") if self._parameterNode else {}
-        self.clinicalTable.blockSignals(True)
-        self.clinicalTable.setRowCount(len(fields))
+        self.ui.clinicalTable.blockSignals(True)
+        self.ui.clinicalTable.setRowCount(len(fields))
         for row, (name, description) in enumerate(fields.items()):
             item = qt.QTableWidgetItem(name)
             item.setFlags(qt.Qt.ItemIsEnabled)
             item.setToolTip(description)
-            self.clinicalTable.setItem(row, 0, item)
+            self.ui.clinicalTable.setItem(row, 0, item)
             value = values.get(name)
-            self.clinicalTable.setItem(row, 1, qt.QTableWidgetItem("" if value is None else str(value)))
-        self.clinicalTable.blockSignals(False)
+            self.ui.clinicalTable.setItem(row, 1, qt.QTableWidgetItem("" if value is None else str(value)))
+        self.ui.clinicalTable.blockSignals(False)
 
     def clinicalValues(self):
         values = {}
-        for row in range(self.clinicalTable.rowCount):
-            name, value = self.clinicalTable.item(row, 0), self.clinicalTable.item(row, 1)
+        for row in range(self.ui.clinicalTable.rowCount):
+            name, value = self.ui.clinicalTable.item(row, 0), self.ui.clinicalTable.item(row, 1)
             if name is not None and value is not None and value.text().strip():
                 values[name.text()] = value.text().strip()
         return values
@@ -326,26 +211,27 @@ class TACEPredictWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._parameterNode.clinicalJson = json.dumps(self.clinicalValues())
 
     def ensureDependencies(self):
+        """First use: say what in Slicer's Python is too old before installing anything, then ask, then install
+        (a failed step raises with its name; the callers show it)."""
+        problems = self.logic.versionProblems()
+        if problems:
+            slicer.util.errorDisplay("\n\n".join(problems), windowTitle="TACEPredict")
+            return False
         missing = missingRequirements()
         if not missing:
             return True
-        packaging = getattr(slicer, "packaging", None)
-        ensure = packaging is not None and hasattr(packaging, "pip_ensure")  # Slicer 5.12+: it asks itself
-        if not ensure and not slicer.util.confirmOkCancelDisplay(
-                "TACEPredict needs these Python packages, installed once into Slicer's Python: "
-                + ", ".join(missing) + ". Install now?"):
+        if not slicer.util.confirmOkCancelDisplay(
+                "TACEPredict needs these Python packages, installed once into Slicer's Python (Slicer's own "
+                "packages and the PyTorch extension's torch are kept as they are):\n\n" + "\n".join(missing)
+                + "\n\nInstall now?", windowTitle="TACEPredict"):
             return False
         with slicer.util.WaitCursor():
-            notes = self.logic.installRequirements(ensure=ensure)
-        if missingRequirements():
-            return False  # the user declined pip_ensure's prompt
-        if notes:
-            slicer.util.warningDisplay("\n".join(notes))
+            self.logic.installRequirements()
         self.populateClinicalForm()
         return True
 
     def report(self, lines):
-        self.output.setPlainText("\n".join(lines))
+        self.ui.output.setPlainText("\n".join(lines))
 
     def onApply(self):
         with slicer.util.tryWithErrorDisplay("TACEPredict could not run.", waitCursor=True):
@@ -375,9 +261,9 @@ class TACEPredictWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         with slicer.util.tryWithErrorDisplay("Loading the clinical row failed.", waitCursor=True):
             if not self.ensureDependencies():
                 return
-            values = self.logic.clinicalFromCsv(self.clinicalCsvEdit.currentPath, self.clinicalCaseEdit.text)
+            values = self.logic.clinicalFromCsv(self.ui.clinicalCsvEdit.currentPath, self.ui.clinicalCaseEdit.text)
             self._parameterNode.clinicalJson = json.dumps(values)
-            self._parameterNode.caseId = self.clinicalCaseEdit.text
+            self._parameterNode.caseId = self.ui.clinicalCaseEdit.text
             self.populateClinicalForm()
 
     def onValidate(self):
@@ -388,19 +274,19 @@ class TACEPredictWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             errors = [p for p in problems if p.severity == "error"]
             self.report([str(p) for p in problems]
                         + [f"{len(errors)} error(s), {len(problems) - len(errors)} warning(s)"])
-            self.caseCombo.clear()
+            self.ui.caseCombo.clear()
             if not errors:
-                self.caseCombo.addItems(self.logic.caseIds(self._parameterNode.manifestPath))
+                self.ui.caseCombo.addItems(self.logic.caseIds(self._parameterNode.manifestPath))
 
     def onLoadCase(self):
         with slicer.util.tryWithErrorDisplay("Loading the case failed.", waitCursor=True):
             p = self._parameterNode
-            caseId = self.caseCombo.currentText
+            caseId = self.ui.caseCombo.currentText
             nodes = self.logic.loadCase(p.manifestPath, caseId)
             p.arterialVolume = nodes.get("ct_ap")
             p.portalVolume = nodes.get("ct_pvp")
             p.delayedVolume = nodes.get("ct_dp")
-            self.segmentSelector.setCurrentNode(nodes.get("seg"))
+            self.ui.segmentSelector.setCurrentNode(nodes.get("seg"))
             p.caseId = caseId
             p.clinicalJson = json.dumps(self.logic.clinicalFromCsv(p.manifestPath, caseId))
             self.populateClinicalForm()
@@ -432,35 +318,35 @@ class TACEPredictWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.process.connect("readyRead()", self.onJobOutput)
             self.process.connect("finished(int)", self.onJobFinished)
             self.report([" ".join(command)])
-            self.progressBar.setRange(0, 0)  # busy until the job reports its progress
-            self.cancelButton.enabled = True
+            self.ui.progressBar.setRange(0, 0)  # busy until the job reports its progress
+            self.ui.cancelButton.enabled = True
             self.process.start(command[0], command[1:])
 
     def onJobOutput(self):
         text = self.process.readAll().data().decode("utf-8", "replace")
-        self.output.appendPlainText(text.rstrip())
+        self.ui.output.appendPlainText(text.rstrip())
         done = self.logic.progressFromOutput(text)
         if done is not None:
-            self.progressBar.setRange(0, 100)
-            self.progressBar.value = int(100 * done)
+            self.ui.progressBar.setRange(0, 100)
+            self.ui.progressBar.value = int(100 * done)
 
     def onJobFinished(self, exitCode):
         action, self.process = self.jobAction, None
-        self.cancelButton.enabled = False
-        self.progressBar.setRange(0, 100)
-        self.progressBar.value = 100 if exitCode == 0 else 0
+        self.ui.cancelButton.enabled = False
+        self.ui.progressBar.setRange(0, 100)
+        self.ui.progressBar.value = 100 if exitCode == 0 else 0
         if exitCode != 0:
-            self.output.appendPlainText(f"{action} stopped (exit code {exitCode}); see the lines above.")
+            self.ui.output.appendPlainText(f"{action} stopped (exit code {exitCode}); see the lines above.")
             return
         if action == "evaluate":
             with slicer.util.tryWithErrorDisplay("Showing the report failed."):
                 self.logic.showReport(self.jobOutput, f"TACEPredict {self._parameterNode.trainModel}")
-        self.output.appendPlainText(f"{action} finished: {self.jobOutput}")
+        self.ui.output.appendPlainText(f"{action} finished: {self.jobOutput}")
 
     def onCancel(self):
         if self.process is not None:
             self.process.kill()
-            self.output.appendPlainText("cancelled")
+            self.ui.output.appendPlainText("cancelled")
 
 
 class TACEPredictLogic(ScriptedLoadableModuleLogic):
@@ -470,52 +356,57 @@ class TACEPredictLogic(ScriptedLoadableModuleLogic):
     def getParameterNode(self):
         return TACEPredictParameterNode(super().getParameterNode())
 
-    def installRequirements(self, ensure=False):
-        """Install what is missing, without replacing Slicer's numpy, SimpleITK or the PyTorch extension's
-        torch; returns notes for the user (e.g. pyradiomics not installable). ``ensure``: use Slicer 5.12+'s
-        ``slicer.packaging.pip_ensure`` (it asks the user itself); otherwise no dialog (batch use)."""
-        import importlib.util
-        import inspect
+    @staticmethod
+    def versionProblems():
+        """What in Slicer's Python is older than TACEPredictLib supports (Python, numpy, SciPy, SimpleITK, torch),
+        one sentence each; empty when fine."""
+        from TACEPredictLib.slicer.dependencies import version_problems
+        return version_problems()
+
+    def installRequirements(self):
+        """The first-use install, without any dialog (the widget asks first; scripts call this directly).
+
+        1. Slicer's numpy, SciPy, SimpleITK and an installed torch are checked against the versions the library
+           supports; if one is older, this raises before anything is installed.
+        2. torch from the PyTorch extension, if absent (its requirement: the library's minimum).
+        3. One pip step per missing line of Resources/requirements.txt, with every package Slicer ships and torch
+           pinned at their installed versions, so that none of them is replaced.
+        A failed step raises TACEPredictLib.slicer.dependencies.InstallStepError naming the step."""
         import tempfile
-        from importlib import metadata
-        self.installTorch()
-        # Pin what Slicer (and the PyTorch extension) own, so that no requirement upgrades them.
-        pinned = []
-        for name in ("numpy", "SimpleITK", "torch"):
-            try:
-                pinned.append(f"{name}=={metadata.version(name)}")
-            except metadata.PackageNotFoundError:
-                pass
+        from TACEPredictLib.slicer import dependencies as deps
+        problems = self.versionProblems()
+        if problems:
+            raise RuntimeError("Nothing was installed: " + " ".join(problems))
+        try:
+            self.installTorch()
+        except Exception as exc:
+            raise deps.InstallStepError(f"Installing torch through the PyTorch extension failed: {exc}") from exc
+        problems = self.versionProblems()  # the torch the extension may just have installed
+        if problems:
+            raise RuntimeError("torch was installed, nothing else: " + " ".join(problems))
         with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as handle:
-            handle.write("\n".join(pinned) + "\n")
-            constraints = handle.name
-        wanted = requirements()
-        required = [r for r in wanted if not r.lower().startswith("pyradiomics")]
+            handle.write("\n".join(deps.pinned_constraints()) + "\n")
+        try:
+            deps.run_steps(deps.install_steps(requirements(), handle.name), self._pipInstall)
+        except deps.InstallStepError as exc:
+            raise deps.InstallStepError(f"{exc} pip's output is in the Python console.") from exc
+        finally:
+            os.remove(handle.name)
+
+    @staticmethod
+    def _pipInstall(arguments):
+        """pip install in Slicer's Python; Slicer 5.12+'s installer without its progress dialog (batch-safe)."""
         packaging = getattr(slicer, "packaging", None)
-        if packaging is not None and hasattr(packaging, "pip_install"):  # Slicer 5.12+
-            install = packaging.pip_ensure if ensure else packaging.pip_install
-            options = {"constraints": constraints} if "constraints" in inspect.signature(install).parameters else {}
-            if ensure:
-                options["requester"] = "TACEPredict"
-            install(required, **options)
+        if packaging is not None and hasattr(packaging, "pip_install"):
+            packaging.pip_install(arguments, show_progress=False)
         else:
-            slicer.util.pip_install(required + ["-c", constraints])
-        notes = []
-        if importlib.util.find_spec("radiomics") is None:
-            try:  # pyradiomics often fails to build on Slicer's Python 3.12: everything else still works
-                slicer.util.pip_install(["setuptools", "wheel", "versioneer", "-c", constraints])
-                slicer.util.pip_install(["--no-build-isolation", "-c", constraints]
-                                        + [r for r in wanted if r.lower().startswith("pyradiomics")])
-            except Exception as exc:  # noqa: BLE001 - reported, not fatal
-                notes.append(f"pyradiomics could not be installed ({exc}). Radiomics features and the models "
-                             "that use them (lasso-cox) are unavailable; everything else works.")
-        os.remove(constraints)
-        return notes
+            slicer.util.pip_install(arguments)
 
     @staticmethod
     def installTorch():
         """torch from the PyTorch extension (the right build for this machine's GPU), never from PyPI here."""
         import importlib.util
+        from TACEPredictLib.slicer.dependencies import MINIMUM_VERSIONS
         if importlib.util.find_spec("torch") is not None:
             return
         try:
@@ -523,7 +414,8 @@ class TACEPredictLogic(ScriptedLoadableModuleLogic):
         except ImportError:
             raise RuntimeError("TACEPredict needs the PyTorch extension: install 'PyTorch' from the Extension "
                                "Manager, restart Slicer and try again.") from None
-        PyTorchUtils.PyTorchUtilsLogic().installTorch(askConfirmation=False)
+        PyTorchUtils.PyTorchUtilsLogic().installTorch(askConfirmation=False,
+                                                      torchVersionRequirement=f">={MINIMUM_VERSIONS['torch']}")
 
     @staticmethod
     def _path(value, what):
@@ -561,7 +453,7 @@ class TACEPredictLogic(ScriptedLoadableModuleLogic):
                 label=None, clinical=None, bundleFolder=None, bundles=(), caseId="patient", forceCpu=False,
                 heatmaps=True, scene=None):
         """Predict one patient from scene nodes; results go into table, chart and heat-map nodes of ``scene``
-        (default: Slicer's). Returns what ``TACEPredictLib.slicer.mrml.run_case`` returns."""
+        (default: Slicer's). Returns what ``TACEPredictLib.mrml.run_case`` returns."""
         from TACEPredictLib.slicer.mrml import run_case
         phases = {"ct_ap": arterial, "ct_pvp": portal, "ct_dp": delayed}
         return run_case(scene or slicer.mrmlScene, phases, segmentation=segmentation, segment_id=segmentId,
@@ -581,18 +473,23 @@ class TACEPredictLogic(ScriptedLoadableModuleLogic):
         device = ["--device", "cpu"] if forceCpu else []
         features = os.path.join(out, "features")
         if action == "extract":
-            return base + ["extract", "--manifest", manifest, "--out", features, "--workers", "1"] + device, features
-        spec = cohortModels()[model]
-        if spec.published:  # published coefficients: nothing to extract or train
+            # pyradiomics is not installed into Slicer's Python (the torch radiomics engine replaces it, issue 15):
+            # without it, deep features only, rather than a job that stops at its first case
+            import importlib.util
+            radiomics = [] if importlib.util.find_spec("radiomics") is not None else ["--no-radiomics"]
+            return (base + ["extract", "--manifest", manifest, "--out", features, "--workers", "1"] + radiomics
+                    + device, features)
+        spec = COHORT_MODELS[model]
+        if spec["published"]:  # published coefficients: nothing to extract or train
             if action != "evaluate":
-                raise ValueError(f"{spec.title} needs no extraction or training: choose Evaluate.")
+                raise ValueError(f"{spec['title']} needs no extraction or training: choose Evaluate.")
             report = os.path.join(out, "reports", model)
-            return base + ["evaluate", "--task", spec.task, "--model", model, "--manifest", manifest,
+            return base + ["evaluate", "--task", spec["task"], "--model", model, "--manifest", manifest,
                            "--out", report], report
         model_dir = os.path.join(out, "models", model)
         if action == "train":
             extra = ["--features", features] if os.path.isdir(features) else []
-            return base + ["train", "--task", spec.task, "--model", model, "--manifest",
+            return base + ["train", "--task", spec["task"], "--model", model, "--manifest",
                            manifest, "--out", model_dir] + extra, model_dir
         if action == "evaluate":
             report = os.path.join(out, "reports", model)

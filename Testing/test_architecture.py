@@ -122,3 +122,11 @@ def test_bundles_written_before_the_restructuring_load_and_predict_the_same_numb
         got = prediction.set_index("case_id")[column].loc[want.index]
         np.testing.assert_allclose(got.to_numpy(float), want.to_numpy(float), rtol=1e-6, atol=1e-9,
                                    err_msg=bundle)
+
+
+def test_the_slicer_modules_catalogue_is_the_registry():
+    """The Slicer module reads its model list from Resources/model_catalogue.json before anything is installed;
+    `python scripts/write_model_catalogue.py` rewrites it after a change to the registry."""
+    import json
+    with open(registry.CATALOGUE_FILE, encoding="utf-8") as handle:
+        assert json.load(handle) == registry.catalogue()

@@ -23,7 +23,9 @@ def cmake_lists(path):
 
 
 def unlisted_files(repo):
-    """Files of the tree that the module's CMakeLists.txt does not install, and listed files that do not exist."""
+    """Files of the tree that the module's CMakeLists.txt does not install, and listed files that do not exist.
+    Every file under TACEPredict/ and TACEPredictLib/ counts (scripts, .ui layouts, icons, data files of the
+    library wherever they sit), except CMakeLists.txt and Python's caches."""
     lists = cmake_lists(os.path.join(repo, "TACEPredict", "CMakeLists.txt"))
     listed = ({os.path.join("TACEPredict", f) for f in lists["MODULE_PYTHON_SCRIPTS"]}
               | {os.path.join("TACEPredict", f) for f in lists["MODULE_PYTHON_RESOURCES"]}
@@ -33,11 +35,9 @@ def unlisted_files(repo):
         for folder, dirs, files in os.walk(os.path.join(repo, top)):
             dirs[:] = [d for d in dirs if d != "__pycache__"]
             for f in files:
-                rel = os.path.relpath(os.path.join(folder, f), repo)
                 if f == "CMakeLists.txt" or f.endswith(".pyc"):
                     continue
-                if f.endswith(".py") or os.sep + "Resources" + os.sep in rel:
-                    present.add(rel)
+                present.add(os.path.relpath(os.path.join(folder, f), repo))
     return sorted(present - listed), sorted(listed - present)
 
 
@@ -52,11 +52,18 @@ def test_the_check_catches_a_forgotten_file(tmp_path):
     for top in ("TACEPredict", "TACEPredictLib"):
         shutil.copytree(os.path.join(REPO, top), copy / top, ignore=shutil.ignore_patterns("__pycache__"))
     (copy / "TACEPredictLib" / "forgotten.py").write_text("x = 1\n")
+    (copy / "TACEPredictLib" / "sub").mkdir()
+    (copy / "TACEPredictLib" / "sub" / "__init__.py").write_text("")
+    (copy / "TACEPredictLib" / "coefficients.json").write_text("{}")
     (copy / "TACEPredict" / "Resources" / "Icons" / "extra.png").write_bytes(b"")
+    (copy / "TACEPredict" / "Resources" / "UI" / "Extra.ui").write_text("<ui/>")
     os.remove(copy / "TACEPredictLib" / "phantom.py")
+    os.remove(copy / "TACEPredict" / "Resources" / "UI" / "TACEPredict.ui")
     missing, dangling = unlisted_files(str(copy))
-    assert missing == ["TACEPredict/Resources/Icons/extra.png", "TACEPredictLib/forgotten.py"]
-    assert dangling == ["TACEPredictLib/phantom.py"]
+    assert missing == ["TACEPredict/Resources/Icons/extra.png", "TACEPredict/Resources/UI/Extra.ui",
+                       "TACEPredictLib/coefficients.json", "TACEPredictLib/forgotten.py",
+                       "TACEPredictLib/sub/__init__.py"]
+    assert dangling == ["TACEPredict/Resources/UI/TACEPredict.ui", "TACEPredictLib/phantom.py"]
 
 
 def test_extension_metadata():

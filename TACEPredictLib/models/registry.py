@@ -261,3 +261,16 @@ def train_bundle(task, kind, data, out_dir, seed=0, **options):
         from ..stats.reports import plot_nomogram
         plot_nomogram(model, os.path.join(out_dir, "nomogram.png"), model.notice)
     return model, info
+
+
+CATALOGUE_FILE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "Resources",
+                              "model_catalogue.json")
+
+
+def catalogue():
+    """The declarations as plain data, for readers that cannot import the library yet (the Slicer module lists
+    its models before the first-use install): ``Resources/model_catalogue.json`` holds exactly this
+    (``scripts/write_model_catalogue.py`` rewrites it after a change)."""
+    return [{"task": s.task, "kind": s.kind, "title": s.title, "paper": s.paper, "published": s.published,
+             "options": list(s.options), "needs": list(s.needs)} for s in MODELS]
+
