@@ -11,6 +11,7 @@ import ast
 import os
 import xml.etree.ElementTree as ET
 
+from TACEPredictLib.models import registry
 from conftest import REPO
 
 MODULE_FILE = os.path.join(REPO, "TACEPredict", "TACEPredict.py")
@@ -74,6 +75,8 @@ def read_module(text):
                 constants[node.targets[0].id] = ast.literal_eval(node.value)
             except ValueError:
                 pass
+    # the cohort model list is read from the library's catalogue (TACEPredictLib/Resources/model_catalogue.json)
+    constants.setdefault("COHORT_MODELS", {m.kind: m for m in registry.MODELS})
     fields = {}
     for node in tree.body:
         if isinstance(node, ast.ClassDef) and any(ast.unparse(d) == "parameterNodeWrapper"
@@ -174,8 +177,8 @@ def test_ui_binds_the_inputs_the_module_had_by_hand():
                      "delayedVolume", "labelmap", "bundleFolder", "forceCpu", "heatmaps", "cohortOut",
                      "trainModel"}
     fields, constants, *_ = read_module(open(MODULE_FILE).read())
-    # the cohort model list is the module's declaration, given to the combo box by connectGui
-    assert _evaluate(fields["trainModel"][1]["Choice"][0], constants) == list(constants["COHORT_MODELS"])
+    # the cohort model list is the registry's (through its catalogue), given to the combo box by connectGui
+    assert _evaluate(fields["trainModel"][1]["Choice"][0], constants) == [m.kind for m in registry.MODELS]
 
 
 def test_the_check_catches_a_broken_ui():

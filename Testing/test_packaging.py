@@ -57,13 +57,13 @@ def test_the_check_catches_a_forgotten_file(tmp_path):
     (copy / "TACEPredictLib" / "coefficients.json").write_text("{}")
     (copy / "TACEPredict" / "Resources" / "Icons" / "extra.png").write_bytes(b"")
     (copy / "TACEPredict" / "Resources" / "UI" / "Extra.ui").write_text("<ui/>")
-    os.remove(copy / "TACEPredictLib" / "phantom.py")
+    os.remove(copy / "TACEPredictLib" / "data" / "demo_cohort.py")
     os.remove(copy / "TACEPredict" / "Resources" / "UI" / "TACEPredict.ui")
     missing, dangling = unlisted_files(str(copy))
     assert missing == ["TACEPredict/Resources/Icons/extra.png", "TACEPredict/Resources/UI/Extra.ui",
                        "TACEPredictLib/coefficients.json", "TACEPredictLib/forgotten.py",
                        "TACEPredictLib/sub/__init__.py"]
-    assert dangling == ["TACEPredict/Resources/UI/TACEPredict.ui", "TACEPredictLib/phantom.py"]
+    assert dangling == ["TACEPredict/Resources/UI/TACEPredict.ui", "TACEPredictLib/data/demo_cohort.py"]
 
 
 def test_extension_metadata():

@@ -94,6 +94,12 @@ ENGINES = {"pyarrow": "pandas reads and writes features.parquet (extraction, coh
 NOT_INSTALLED = {
     "distributed": "Dask cluster extraction (`tacepredict extract --dask`) only; the module extracts with one "
                    "worker process",
+    "highdicom": "DICOM SEG / RTSTRUCT reading and SEG write-back need highdicom, which needs pydicom >= 3; Slicer "
+                 "5.10 ships pydicom 2.4.4, which the module must not replace (Slicer's own DICOM module loads SEG "
+                 "into the scene); the command line has it (the dicom extra)",
+    "jinja2": "the HTML model report (`tacepredict report`) is a command-line feature; the module shows reports "
+              "as scene tables and charts",
+    "markupsafe": "Jinja2's escaping, for the command-line model report only",
     "radiomics": "pyradiomics is being replaced by the library's own torch radiomics engine (issue 15); until then "
                  "models built on radiomics features report NOT RUN in Slicer and run from the command line",
 }
