@@ -473,12 +473,9 @@ class TACEPredictLogic(ScriptedLoadableModuleLogic):
         device = ["--device", "cpu"] if forceCpu else []
         features = os.path.join(out, "features")
         if action == "extract":
-            # pyradiomics is not installed into Slicer's Python (the torch radiomics engine replaces it, issue 15):
-            # without it, deep features only, rather than a job that stops at its first case
-            import importlib.util
-            radiomics = [] if importlib.util.find_spec("radiomics") is not None else ["--no-radiomics"]
-            return (base + ["extract", "--manifest", manifest, "--out", features, "--workers", "1"] + radiomics
-                    + device, features)
+            # radiomics by the library's own torch engine (its default): pyradiomics is never installed in Slicer
+            return (base + ["extract", "--manifest", manifest, "--out", features, "--workers", "1"] + device,
+                    features)
         spec = COHORT_MODELS[model]
         if spec["published"]:  # published coefficients: nothing to extract or train
             if action != "evaluate":

@@ -41,16 +41,16 @@ def test_an_uncovered_import_fails_the_check(tmp_path):
     assert deps.coverage_problems([str(copy / "TACEPredictLib")], requirements) == []
     # an import inside a function counts as much as one at the top
     with open(copy / "TACEPredictLib" / "stats" / "metrics.py", "a") as f:
-        f.write("\n\ndef _late():\n    import yaml\n    from skimage import measure\n    return yaml, measure\n")
+        f.write("\n\ndef _late():\n    import tabulate\n    from skimage import measure\n    return tabulate, measure\n")
     # an optional package that the module never installs may only be imported inside a function
     (copy / "TACEPredictLib" / "cluster.py").write_text("import distributed\nimport json\nimport vtk\n")
     problems = deps.coverage_problems([str(copy / "TACEPredictLib")], requirements)
     assert len(problems) == 3, problems
     assert problems[0].startswith("import distributed at module level (cluster.py:1)")
     assert problems[1].startswith("import skimage (metrics.py:") and "'scikit-image~=X.Y'" in problems[1]
-    assert problems[2].startswith("import yaml (metrics.py:") and "'PyYAML~=X.Y'" in problems[2]
+    assert problems[2].startswith("import tabulate (metrics.py:") and "'tabulate~=X.Y'" in problems[2]
     # covered once listed; a listed requirement that nothing imports, one without ~=, or one Slicer owns fails
-    listed = requirements + ["PyYAML~=6.0", "scikit-image~=0.24"]
+    listed = requirements + ["tabulate~=0.9", "scikit-image~=0.24"]
     assert deps.coverage_problems([str(copy / "TACEPredictLib")], listed) == problems[:1]
     os.remove(copy / "TACEPredictLib" / "cluster.py")
     assert deps.coverage_problems([str(copy / "TACEPredictLib")], listed + ["h5py>=3", "numpy~=2.0"]) == [

@@ -100,13 +100,11 @@ def main(argv=None):
         return finish()
 
     def extract_as_module():
-        # TACEPredictLogic.cohortCommand("extract", ...): one worker, --no-radiomics when pyradiomics is absent
-        # (the first-use install does not give it); --weights random because this machine has no network
-        import importlib.util
-        radiomics = [] if importlib.util.find_spec("radiomics") is not None else ["--no-radiomics"]
-        cli("extract", "--manifest", paths["manifest"], "--out", paths["features"], "--workers", "1", *radiomics,
+        # TACEPredictLogic.cohortCommand("extract", ...): one worker, radiomics by the torch engine (pyradiomics is
+        # never installed in Slicer); --weights random because this machine has no network
+        cli("extract", "--manifest", paths["manifest"], "--out", paths["features"], "--workers", "1",
             "--device", "cpu", "--weights", "random", log=os.path.join(logs, "extract.log"))
-        return "deep features only (no pyradiomics)" if radiomics else "radiomics and deep features"
+        return "radiomics (torch engine) and deep features"
 
     if not step("extract as the module launches it (--weights random)", extract_as_module):
         return finish()

@@ -39,6 +39,7 @@ class ExtractionSettings:
     register: str = "rigid"                  # none, rigid or affine (to the reference phase)
     radiomics: bool = True
     radiomics_params: str | None = None      # preset (ct, ct-fast) or pyradiomics YAML; None = the ct preset
+    radiomics_engine: str = "torch"          # torch (TACEPredict's own) or pyradiomics (the reference)
     deep: tuple = ("densenet121",)           # backbones; empty for none
     weights: str = "imagenet"                # imagenet, random, or a checkpoint file
     sampling: str = "centre"                 # centre (largest slice, 224 px) or inside (patches inside the ROI)
@@ -97,11 +98,11 @@ def _write_atomic(path, write):
 _WORKER_CACHE = {}  # per process: the radiomics extractor and the deep networks, built once
 
 
-def _radiomics_extractor(params):
-    key = ("radiomics", params)
+def _radiomics_extractor(params, engine, device):
+    key = ("radiomics", params, engine, device)
     if key not in _WORKER_CACHE:
         from .radiomics import make_extractor
-        _WORKER_CACHE[key] = make_extractor(params)
+        _WORKER_CACHE[key] = make_extractor(params, engine, device)
     return _WORKER_CACHE[key]
 
 
@@ -169,10 +170,11 @@ def extract_case(manifest, row, settings, with_readers=False, case=None, radiomi
     if settings.radiomics:
         for phase in settings.phases:
             if radiomics_names is None:
-                radiomics_extractors[phase] = _radiomics_extractor(settings.radiomics_params)
+                radiomics_extractors[phase] = _radiomics_extractor(settings.radiomics_params,
+                                                                   settings.radiomics_engine, settings.device)
             elif radiomics_names.get(phase):
-                radiomics_extractors[phase] = restrict_to(make_extractor(settings.radiomics_params),
-                                                          radiomics_names[phase])
+                radiomics_extractors[phase] = restrict_to(make_extractor(
+                    settings.radiomics_params, settings.radiomics_engine, settings.device), radiomics_names[phase])
     masks = {MAIN_READER: case.mask_array()}
     if with_readers:
         if case.reader_masks:
@@ -358,7 +360,7 @@ def extract_cohort(manifest_path, out_dir, settings=None, workers=None, dask_add
                          fix=f"choose phases among {', '.join(manifest.phases) or '(none)'}")
     if settings.radiomics:
         from .radiomics import make_extractor
-        make_extractor(settings.radiomics_params)  # fail once, clearly, before any case runs
+        make_extractor(settings.radiomics_params, settings.radiomics_engine)  # fail once, clearly, first
     for backbone in settings.deep:
         # Also fetches ImageNet weights once here, not in every worker at the same time.
         _deep_extractor(backbone, settings.weights, "cpu", "float32")

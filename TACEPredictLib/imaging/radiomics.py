@@ -1,8 +1,10 @@
-"""pyradiomics on the 3D ROI, with TACEPredict's CT parameter file (``Resources/radiomics_ct.yaml``) or the
-user's own.
+"""Radiomics of the 3D ROI, with TACEPredict's CT parameter file (``Resources/radiomics_ct.yaml``) or the
+user's own, by one of two engines:
 
-pyradiomics is optional: it often fails to build on Python 3.12 (Slicer 5.10+). Without it, everything that
-does not need radiomics keeps working, and asking for radiomics raises an error that says so plainly.
+* ``torch`` (the default): TACEPredict's own engine (``torch_radiomics``), pyradiomics 3.0.1's parameter files,
+  feature names and values (agreement measured to 1e-12, docs/radiomics_engine.md), on the CPU, a CUDA GPU or
+  Apple MPS, and on every Python Slicer ships;
+* ``pyradiomics``: the reference, where it is installed (it does not build on Python 3.12, Slicer 5.10+).
 """
 
 from __future__ import annotations
@@ -43,19 +45,33 @@ def resolve_params(params):
     return PRESETS.get(params, params) if isinstance(params, str) else params
 
 
-def make_extractor(params=None):
-    """A configured ``RadiomicsFeatureExtractor``: ``params`` is a preset name (``ct``, the default, or
-    ``ct-fast``), a YAML/JSON file, or a dict in pyradiomics' parameter-file layout."""
-    ok, detail = available()
-    if not ok:
-        raise InputError(detail, column="radiomics", fix=INSTALL_HINT)
-    from radiomics import featureextractor
-    logging.getLogger("radiomics").setLevel(logging.ERROR)
+ENGINES = ("torch", "pyradiomics")
+
+
+def make_extractor(params=None, engine="torch", device="auto"):
+    """A configured extractor (``TorchRadiomicsExtractor`` or pyradiomics' ``RadiomicsFeatureExtractor``, which
+    answer the same calls): ``params`` is a preset name (``ct``, the default, or ``ct-fast``), a YAML/JSON
+    file, or a dict in pyradiomics' parameter-file layout; ``device`` is the torch engine's."""
+    if engine not in ENGINES:
+        raise InputError(f"unknown radiomics engine '{engine}'", column="radiomics-engine",
+                         fix="use torch (TACEPredict's own) or pyradiomics (the reference, where installed)")
     params = resolve_params(params)
     if isinstance(params, str) and not os.path.isfile(params):
         raise InputError(f"radiomics parameter file not found: {params}", column="radiomics-params",
                          fix=f"give a preset ({', '.join(PRESETS)}) or a pyradiomics YAML file, e.g. a copy of "
                          f"{DEFAULT_PARAMS}")
+    if engine == "torch":
+        try:
+            from .torch_radiomics import TorchRadiomicsExtractor
+        except ImportError as exc:
+            raise InputError(f"the torch radiomics engine cannot load ({exc})", column="radiomics-engine",
+                             fix="install torch (pip install -e \".[deep]\"; in Slicer, the PyTorch extension)") from None
+        return TorchRadiomicsExtractor(params, device=device)
+    ok, detail = available()
+    if not ok:
+        raise InputError(detail, column="radiomics-engine", fix="use --radiomics-engine torch, or " + INSTALL_HINT)
+    from radiomics import featureextractor
+    logging.getLogger("radiomics").setLevel(logging.ERROR)
     try:
         return featureextractor.RadiomicsFeatureExtractor(params)
     except Exception as exc:  # pykwalify's schema errors and YAML errors have no common base
@@ -107,7 +123,7 @@ def extract(image, mask, extractor=None, label=1, case_id=None, column=None):
     try:
         result = extractor.execute(image, mask, label=label)
     except ValueError as exc:  # pyradiomics' messages for bad masks / geometry mismatches
-        raise InputError(f"pyradiomics refused the ROI ({str(exc).strip().splitlines()[0]})", case_id, column,
+        raise InputError(f"radiomics refused the ROI ({str(exc).strip().splitlines()[0]})", case_id, column,
                          "check the segmentation against the CT (geometry, label value, size)") from None
     return {name: float(np.asarray(value)) for name, value in result.items()
             if not name.startswith("diagnostics_")}

@@ -165,7 +165,7 @@ def training_summary(data, task):
         with open(extraction, encoding="utf-8") as handle:
             settings = json.load(handle).get("settings", {})
         # what a new patient's features must be extracted with
-        summary["feature_extraction"] = {k: settings[k] for k in ("phases", "register", "radiomics_params", "deep",
+        summary["feature_extraction"] = {k: settings[k] for k in ("phases", "register", "radiomics_params", "radiomics_engine", "deep",
                                                                    "weights", "sampling", "normalisation") if k in settings}
     if task == "survival":
         time, event = survival_outcome(table, "os")

@@ -100,8 +100,8 @@ NOT_INSTALLED = {
     "jinja2": "the HTML model report (`tacepredict report`) is a command-line feature; the module shows reports "
               "as scene tables and charts",
     "markupsafe": "Jinja2's escaping, for the command-line model report only",
-    "radiomics": "pyradiomics is being replaced by the library's own torch radiomics engine (issue 15); until then "
-                 "models built on radiomics features report NOT RUN in Slicer and run from the command line",
+    "radiomics": "pyradiomics, the reference engine (`--radiomics-engine pyradiomics`), does not build on Slicer's "
+                 "Python 3.12; Slicer uses the library's own torch engine, which gives its features",
 }
 
 
