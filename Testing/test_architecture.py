@@ -113,7 +113,7 @@ def test_bundles_written_before_the_restructuring_load_and_predict_the_same_numb
     data = CohortData(*_legacy_inputs(tmp_path))
     expected = pd.read_csv(os.path.join(LEGACY, "expected_predictions.csv"), dtype={"case_id": str})
     bundles = sorted(expected["bundle"].unique())
-    assert len(bundles) == 24
+    assert len(bundles) == 20
     for bundle in bundles:
         model, info = models.load(os.path.join(LEGACY, bundle))
         prediction = model.predict(data)
