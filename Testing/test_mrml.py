@@ -265,7 +265,9 @@ def test_reports_become_tables_and_charts(tmp_path):
     binary = tmp_path / "binary"
     binary.mkdir()
     label = np.array([0, 0, 1, 1, 0, 1])
-    pd.DataFrame({"case_id": list("abcdef"), "probability": [0.1, 0.4, 0.35, 0.8, 0.2, 0.9],
+    # as Model_CSD's report has them: its two inputs' columns come before the label
+    pd.DataFrame({"case_id": list("abcdef"), "cs_score": [-1.0, 0.2, 0.1, 1.5, -0.3, 2.0],
+                  "d_probability": [0.2, 0.5, 0.4, 0.7, 0.3, 0.8], "probability": [0.1, 0.4, 0.35, 0.8, 0.2, 0.9],
                   "aggressive_pd": label}).to_csv(binary / "predictions.csv", index=False)
     pd.DataFrame({"metric": ["auc"], "value": [0.89]}).to_csv(binary / "metrics.csv", index=False)
     nodes = mrml.report_to_scene(scene, str(binary), "Model_CS")

@@ -193,8 +193,9 @@ def main(argv=None):
         metrics = pd.read_csv(os.path.join(report, "metrics.csv"))
         scene = slicer.vtkMRMLScene()
         nodes = mrml.report_to_scene(scene, report, f"TACEPredict {kind}")
-        first = metrics.iloc[0]
-        return f"{first['metric']} {first['value']:.3f}; {len(nodes)} scene nodes from the report"
+        values = dict(zip(metrics["metric"], metrics["value"]))
+        headline = next(m for m in ("c_index", "auc", "cases") if m in values)
+        return f"{headline} {values[headline]:.3f} (training cases); {len(nodes)} scene nodes from the report"
 
     for task, kind in list(EVALUATE.items()) + [("aggressive-pd", "clinical-semantic")]:
         step(f"evaluate {task} / {kind}", evaluate, task, kind)

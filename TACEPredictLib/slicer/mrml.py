@@ -500,8 +500,9 @@ def report_to_scene(scene, report_dir, name):
                                           x_label="years", y_label="overall survival",
                                           chart=_node(scene, "vtkMRMLPlotChartNode", f"{name} Kaplan-Meier"))
     else:
-        label = [c for c in predictions.columns if c not in ("case_id", "task", "model", "score", "probability",
-                                                             "risk_group", "cutoff", "provenance", "notice")][0]
+        # the observed label: aggressive_pd or objective_response (the mRECIST report scores CR + PR against it);
+        # other columns (Model_CSD's cs_score and d_probability, mRECIST's p_CR ... predicted_class) are inputs
+        label = [c for c in ("aggressive_pd", "objective_response") if c in predictions.columns][0]
         fpr, tpr, _ = M.roc_curve(predictions[label].to_numpy(), predictions["probability"].to_numpy())
         auc = M.roc_auc(predictions[label].to_numpy(), predictions["probability"].to_numpy())
         curves = pd.DataFrame({"false positive rate": fpr, f"AUC {auc:.3f}": tpr, "chance": fpr})
