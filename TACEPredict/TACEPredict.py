@@ -473,9 +473,10 @@ class TACEPredictLogic(ScriptedLoadableModuleLogic):
         device = ["--device", "cpu"] if forceCpu else []
         features = os.path.join(out, "features")
         if action == "extract":
-            # radiomics by the library's own torch engine (its default): pyradiomics is never installed in Slicer
-            return (base + ["extract", "--manifest", manifest, "--out", features, "--workers", "1"] + device,
-                    features)
+            # radiomics by the library's own torch engine (its default): pyradiomics is never installed in Slicer;
+            # both backbones, since DLOP-Combin reads ResNet features and the nomograms DenseNet's
+            return (base + ["extract", "--manifest", manifest, "--out", features, "--workers", "1",
+                            "--deep", "densenet121,resnet50"] + device, features)
         spec = COHORT_MODELS[model]
         if spec["published"]:  # published coefficients: nothing to extract or train
             if action != "evaluate":

@@ -3,8 +3,8 @@
 Everything runs in this interpreter or in subprocesses of it, through slicer-core's real MRML scene:
 
 1. a synthetic demo cohort (one worker, as the module's Generate button);
-2. the module's Extract command as it launches it (``--workers 1``; ``--no-radiomics`` without pyradiomics, which
-   the module no longer installs), with ``--weights random`` (no network here);
+2. the module's Extract command as it launches it (``--workers 1``, both backbones, radiomics by the library's torch
+   engine: pyradiomics is never installed in Slicer), with ``--weights random`` (no network here);
 3. Train of one bundle of every model kind that the registry declares, with the module's cohort command line
    (plus ``--epochs`` for the networks, to keep the run short);
 4. Apply (``TACEPredictLib.slicer.mrml.run_case``, what the module's Logic.process calls) on one demo case with every
@@ -103,7 +103,8 @@ def main(argv=None):
         # TACEPredictLogic.cohortCommand("extract", ...): one worker, radiomics by the torch engine (pyradiomics is
         # never installed in Slicer); --weights random because this machine has no network
         cli("extract", "--manifest", paths["manifest"], "--out", paths["features"], "--workers", "1",
-            "--device", "cpu", "--weights", "random", log=os.path.join(logs, "extract.log"))
+            "--deep", "densenet121,resnet50", "--device", "cpu", "--weights", "random",
+            log=os.path.join(logs, "extract.log"))
         return "radiomics (torch engine) and deep features"
 
     if not step("extract as the module launches it (--weights random)", extract_as_module):
