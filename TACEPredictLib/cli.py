@@ -274,6 +274,13 @@ def cmd_evaluate(args):
     print(f"C-index {result['c_index']:.3f} (95% CI {result['c_index_lower']:.3f}-{result['c_index_upper']:.3f}), "
           + ", ".join(f"AUC {y}y {result[f'auc_{y}y']:.3f}" for y in (1, 2, 3))
           + f"; report in {args.out}")
+    scores = os.path.join(args.out, "clinical_scores.csv")
+    if os.path.isfile(scores):  # the built-in clinical scores the manifest's columns allow, on the same cases
+        import pandas as pd
+        for row in pd.read_csv(scores).itertuples():
+            print(f"  comparator {row.title}: {row.cases} cases graded, C-index {row.c_index:.3f} "
+                  f"(model on the same cases {row.model_c_index_same_cases:.3f}), log-rank p {row.logrank_p:.3g}"
+                  if row.c_index == row.c_index else f"  comparator {row.title}: {row.note}")
     return 0
 
 

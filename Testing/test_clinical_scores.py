@@ -255,3 +255,26 @@ def test_real_hcc_tace_seg_table_grades_without_errors():
     assert frame["grade"].notna().sum() >= 17
     assert (frame.loc[frame["grade"].isna(), "reason"].str.startswith("missing")).all()
     assert ALBI().evaluate(table)["grade"].isna().all()  # the table has no albumin or bilirubin
+
+
+def test_survival_evaluation_lists_the_scores_beside_the_model(tmp_path, capsys):
+    """Issue 19: `evaluate` of a survival model also reports every built-in score the manifest's columns allow,
+    on the same cases (C-index, log-rank across grades, Kaplan-Meier by grade)."""
+    import pandas as pd
+
+    from conftest import write_survival_cohort
+    from TACEPredictLib import cli
+    manifest, _ = write_survival_cohort(str(tmp_path / "cohort"), cases=120)
+    table = pd.read_csv(manifest)
+    table["tumor_number"] = np.random.default_rng(1).integers(1, 5, len(table))
+    table.to_csv(manifest, index=False)
+    assert cli.main(["train", "--task", "survival", "--model", "clinical-cox", "--manifest", manifest,
+                     "--out", str(tmp_path / "cox")]) == 0
+    assert cli.main(["evaluate", "--model", str(tmp_path / "cox"), "--manifest", manifest,
+                     "--out", str(tmp_path / "report"), "--bootstrap", "50"]) == 0
+    scores = pd.read_csv(tmp_path / "report" / "clinical_scores.csv").set_index("score")
+    assert {"up-to-seven", "six-and-twelve"} <= set(scores.index)
+    row = scores.loc["up-to-seven"]
+    assert row["cases"] == 120 and 0 < row["c_index"] < 1 and 0 < row["model_c_index_same_cases"] < 1
+    assert os.path.isfile(tmp_path / "report" / "km_up-to-seven.png")
+    assert "comparator" in capsys.readouterr().out

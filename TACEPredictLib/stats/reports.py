@@ -89,7 +89,35 @@ def evaluate_survival(model, data, out_dir, n_bootstrap=1000, seed=0, train_data
                       title=f"{model.label}: risk groups", notice=notice, p=result.get("logrank_p"))
     plot_calibration(calibration, horizon, os.path.join(out_dir, "calibration.png"), model.label, notice)
     plot_time_auc(result, os.path.join(out_dir, "time_dependent_auc.png"), model.label, notice)
+    clinical_score_comparators(data, time, event, model, out_dir, notice, n_bootstrap, seed)
     return result, predictions
+
+
+def clinical_score_comparators(data, time, event, model, out_dir, notice, n_bootstrap=1000, seed=0):
+    """The built-in clinical TACE scores the manifest's columns allow (models/clinical_scores.py), beside the
+    model on the same cases: ``clinical_scores.csv`` (each score's C-index with its bootstrap CI and the log-rank
+    test across its grades, with the model's C-index on the cases the score grades) and a Kaplan-Meier figure
+    by grade (``km_<score>.png``). Nothing is written when no score grades a case."""
+    from ..models.clinical_scores import SCORES, applicable_scores, survival_comparison
+    kinds = [score.kind for score in applicable_scores(data.table)]
+    if not kinds:
+        return None
+    table = survival_comparison(data.table, time, event, kinds=kinds, n_bootstrap=n_bootstrap, seed=seed)
+    risk = model.predict(data)["risk_score"].to_numpy()
+    model_c = []
+    for kind in kinds:
+        graded = SCORES[kind]().evaluate(data.table)["grade"].notna().to_numpy()
+        model_c.append(M.concordance_index(time[graded], risk[graded], event[graded])
+                       if graded.sum() >= 10 and event[graded].sum() > 0 else np.nan)
+        grades = SCORES[kind]().evaluate(data.table)["grade"].astype(object).to_numpy()
+        if graded.sum() >= 10 and len(set(grades[graded])) > 1:
+            row = table.set_index("score").loc[kind]
+            plot_kaplan_meier(time[graded], event[graded], grades[graded], os.path.join(out_dir, f"km_{kind}.png"),
+                              title=f"{row['title']}: overall survival by grade", notice=notice,
+                              p=row["logrank_p"])
+    table.insert(table.columns.get_loc("c_index_upper") + 1, "model_c_index_same_cases", model_c)
+    table.to_csv(os.path.join(out_dir, "clinical_scores.csv"), index=False)
+    return table
 
 
 def plot_kaplan_meier(time, event, groups, path, title, notice, p=None, ylabel="overall survival"):
