@@ -12,7 +12,8 @@ import pydicom
 import pytest
 import SimpleITK as sitk
 
-from TACEPredictLib import InputError, dicom_demo
+from TACEPredictLib import InputError
+from TACEPredictLib.data import dicom_demo
 from TACEPredictLib.data import dicom
 from TACEPredictLib.cli import main
 from TACEPredictLib.data.images import read_image, read_segmentation, resample_mask_to, same_geometry

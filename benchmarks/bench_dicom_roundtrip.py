@@ -20,7 +20,7 @@ import pandas as pd
 import pydicom
 import SimpleITK as sitk
 
-from TACEPredictLib import dicom_demo
+from TACEPredictLib.data import dicom_demo
 from TACEPredictLib.data.images import read_segmentation
 from TACEPredictLib.data.manifest import read_manifest
 from TACEPredictLib.imaging.preprocess import load_case

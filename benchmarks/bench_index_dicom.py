@@ -19,7 +19,7 @@ import time
 import pandas as pd
 
 from TACEPredictLib.data import dicom
-from TACEPredictLib import dicom_demo
+from TACEPredictLib.data import dicom_demo
 
 
 def main():
