@@ -34,6 +34,9 @@ def test_every_declared_model_is_a_typed_model_of_its_task_with_a_unique_kind():
         assert issubclass(cls, SurvivalModel if output == "risk" else ProbabilityModel), spec.kind
         model = cls() if spec.published else models.make_model(spec.task, spec.kind)
         assert model.task == spec.task
+        if not spec.published:  # every declared hyper-parameter is one the class takes
+            import inspect
+            assert set(spec.options) <= set(inspect.signature(cls.__init__).parameters), spec.kind
 
 
 def test_an_option_a_model_does_not_take_is_refused_by_name():

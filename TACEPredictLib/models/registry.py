@@ -68,7 +68,8 @@ BINARY_TASKS = tuple(name for name, task in TASKS.items() if task.output == "pro
 @dataclass(frozen=True)
 class ModelSpec:
     """A model kind: its task, the class that implements it (``module:Class`` in this package, imported on
-    use), a title, the paper it implements (a key of ``PAPERS``), the training options it takes, constructor
+    use), a title, the paper it implements (a key of ``PAPERS``), the hyper-parameters it takes (the command
+    line passes those it has flags for; the Python API any of them), constructor
     arguments fixed by the kind, the lesion patch set it reads, what its inputs need, whether it is a published
     score used as published (no training, no bundle), and older kind names its bundles may carry."""
     task: str
@@ -91,20 +92,23 @@ class ModelSpec:
         return getattr(importlib.import_module(f"{__package__}.{module}"), name)
 
 
-_CNN = ("epochs", "device")
+_CNN = ("epochs", "width", "device")
 MODELS = (
     ModelSpec("survival", "signature", "overall_survival:SignatureCox", "deep signature (ElasticNet-Cox)", "000",
-              ("family",), needs=("deep",)),
+              ("family", "phases", "n_candidates"), needs=("deep",)),
     ModelSpec("survival", "nomogram", "overall_survival:Nomogram", "Cox nomogram, clinical or integrated", "000",
-              ("variant", "p_threshold", "family", "covariates"), needs=("deep",)),
+              ("variant", "p_threshold", "family", "phases", "covariates"), needs=("deep",)),
     ModelSpec("survival", "clinical-cox", "overall_survival:ClinicalCox", "clinical Cox model", "",
               ("p_threshold", "covariates")),
-    ModelSpec("survival", "lasso-cox", "overall_survival:LassoCox", "radiomics LASSO-Cox", "", ("family",),
+    ModelSpec("survival", "lasso-cox", "overall_survival:LassoCox", "radiomics LASSO-Cox", "",
+              ("family", "phases", "n_candidates"),
               needs=("radiomics",)),
     ModelSpec("survival", "dlop", "dlop_combin:DLOPCombin", "DLOP-Combin (discrete-time survival network)", "001",
-              ("variant", "p_threshold", "family", "covariates", "weights", "device"), needs=("deep",)),
+              ("variant", "p_threshold", "family", "phases", "covariates", "weights", "device", "finetune",
+               "max_epochs", "patience", "lr", "weight_decay", "batch_size", "image_components"), needs=("deep",)),
     *(ModelSpec("response", k, "initial_response:RadiomicsResponseClassifier", f"{k} on radiomics", "002",
-                ("family",), fixed={"kind": k}, needs=("radiomics",)) for k in CML),
+                ("family", "phases", "icc_filter", "max_features"), fixed={"kind": k}, needs=("radiomics",))
+      for k in CML),
     ModelSpec("response", "cnn", "initial_response:ResponseCNN", "CNN on the largest slice", "002", _CNN,
               patch_set="centre", needs=("patches",)),
     *(ModelSpec("response", f"{k}+cnn", "initial_response:ResponseIntegration", f"{k} + CNN", "002", _CNN,
@@ -112,7 +116,7 @@ MODELS = (
     *(ModelSpec("response", f"{k}+size", "initial_response:ResponseIntegration", f"{k} + tumour size", "002",
                 fixed={"kind": f"{k}+size"}, needs=("radiomics",)) for k in CML),
     ModelSpec("mrecist", "resnet50", "mrecist:MRecistNet", "ResNet-50 transfer learning (4 classes)", "003",
-              ("epochs", "weights", "device"), patch_set="inside", needs=("patches",)),
+              ("epochs", "lr", "weights", "device"), patch_set="inside", needs=("patches",)),
     ModelSpec("aggressive-pd", "clinical-semantic", "aggressive_progression:ClinicalSemanticScore",
               "Model_CS (published clinical-semantic score)", "004", published=True),
     ModelSpec("aggressive-pd", "model-d", "aggressive_progression:ModelD", "Model_D (CNN on slice boxes)", "004",
