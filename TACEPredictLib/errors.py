@@ -19,6 +19,7 @@ import errno
 import functools
 import json
 import os
+import re
 import sys
 import traceback
 
@@ -39,11 +40,27 @@ def _filename(exc):
     return str(names[0]) if names else None
 
 
+_ERRNO_TEXT = {"No space left on device": errno.ENOSPC, "Read-only file system": errno.EROFS,
+               "Permission denied": errno.EACCES, "Disk quota exceeded": errno.EDQUOT}
+
+
+def os_errno(exc):
+    """An OSError's errno; libraries that lose it (pyarrow: 'Error writing bytes ... No space left on device')
+    still name it in the message."""
+    if getattr(exc, "errno", None):
+        return exc.errno
+    text = str(exc)
+    found = re.search(r"\[Errno (\d+)\]", text)
+    if found:
+        return int(found.group(1))
+    return next((code for words, code in _ERRNO_TEXT.items() if words in text), None)
+
+
 def _os_error(exc):
     """(InputError, exit code) for an OSError, by its errno."""
     path = _filename(exc)
     where = f" {path}" if path else ""
-    code = exc.errno
+    code = os_errno(exc)
     if code in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
         what = "the disk is full" if code == errno.ENOSPC else \
             "the disk quota is used up" if code == errno.EDQUOT else "the file is larger than the system allows"
@@ -105,8 +122,9 @@ def explain(exc):
     except ImportError:  # pragma: no cover - stats always imports
         ConvergenceError = ()
     if ConvergenceError and isinstance(exc, ConvergenceError):
-        return InputError(f"the Cox model cannot be fitted: {exc}", column="--covariates",
-                          fix="leave out the covariate(s) named, or merge rare categories"), EXIT_INPUT
+        fix = "leave out the covariate named, or merge its rare categories" if "diverges" in str(exc) else \
+            "keep one of the covariates named in --covariates (the others add no information)"
+        return InputError(f"the Cox model cannot be fitted: {exc}", column="--covariates", fix=fix), EXIT_INPUT
     try:
         import pandas as pd
         if isinstance(exc, (pd.errors.ParserError, pd.errors.EmptyDataError)):

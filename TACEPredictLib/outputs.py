@@ -200,10 +200,20 @@ class Outputs:
         return record
 
     def __exit__(self, kind, value, tb):
-        if kind is None:
-            self.commit()
-        if os.path.isdir(self.staging):
-            shutil.rmtree(self.staging, ignore_errors=True)
+        try:
+            if kind is None:
+                self.commit()
+        except OSError as exc:
+            value = exc
+            raise
+        finally:
+            if os.path.isdir(self.staging):
+                shutil.rmtree(self.staging, ignore_errors=True)
+            if isinstance(value, OSError) and not getattr(value, "filename", None):
+                try:  # some writers (pyarrow) lose the path: name at least the folder being written
+                    value.filename = self.folder
+                except (AttributeError, TypeError):
+                    pass
         return False
 
 

@@ -290,10 +290,11 @@ def _run_task(task):
         return {"case_id": case_id, "status": "failed", "column": exc.column or "", "error": exc.problem,
                 "fix": exc.fix or ""}
     except OSError as exc:
-        if exc.errno in _FATAL_ERRNO:  # disk full / read-only: stop the run, every other case would fail too
-            return {"case_id": case_id, "status": "fatal", "errno": exc.errno, "strerror": exc.strerror,
-                    "filename": exc.filename}
-        from ..errors import one_line
+        from ..errors import one_line, os_errno
+        code = os_errno(exc)
+        if code in _FATAL_ERRNO:  # disk full / read-only: stop the run, every other case would fail too
+            return {"case_id": case_id, "status": "fatal", "errno": code, "strerror": os.strerror(code),
+                    "filename": exc.filename or task["cache"]}
         return {"case_id": case_id, "status": "failed", "column": "", "error": one_line(exc),
                 "fix": "check the case's files and the disk, then run the same command again"}
     except Exception as exc:  # an unexpected failure of one case must not stop the cohort
