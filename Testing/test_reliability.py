@@ -446,12 +446,14 @@ def test_kill_minus_9_leaves_no_worker_and_a_rerun_equals_a_clean_run(cohort, cl
     env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
     parent = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                               start_new_session=True)
-    workers = set()
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline and len(workers) < 2 and parent.poll() is None:
+    workers, finished = set(), []
+    deadline = time.monotonic() + 300
+    cache = os.path.join(out, "cache")
+    while time.monotonic() < deadline and (len(workers) < 2 or not finished) and parent.poll() is None:
         workers = {int(p) for p in _children(parent.pid, b"spawn_main")}
-        time.sleep(0.2)
-    assert len(workers) >= 2, "the extraction did not start its workers"
+        finished = [n for n in os.listdir(cache) if n.endswith(".json")] if os.path.isdir(cache) else []
+        time.sleep(0.05)
+    assert parent.poll() is None and len(workers) >= 2 and finished, "killed too early or too late"
     children = {int(p) for p in _children(parent.pid, b"multiprocessing")}  # workers and the resource tracker
     os.kill(parent.pid, signal.SIGKILL)
     parent.wait()
@@ -464,8 +466,11 @@ def test_kill_minus_9_leaves_no_worker_and_a_rerun_equals_a_clean_run(cohort, cl
     env_run = subprocess.run([PY, "-m", "TACEPredictLib.cli"] + extract_args(cohort, out, light), env=env,
                              capture_output=True, text=True, timeout=600)
     assert env_run.returncode == 0 and "Traceback" not in env_run.stderr, env_run.stderr[-2000:]
+    cached = int(re.search(r"(\d+) from cache", env_run.stdout).group(1))
+    assert cached >= 1  # what finished before the kill is not computed again
     pd.testing.assert_frame_equal(sorted_features(out), sorted_features(clean))
-    record("kill-9", "`kill -9` of `extract --workers 2` (left ~0.9 GB of workers running)", "extract", -9,
+    record("kill-9", "`kill -9` of `extract --workers 2` (left ~0.9 GB of workers running)", "extract",
+           "killed; rerun 0",
            f"no worker left ({len(workers)} killed with the parent); the rerun finished: "
            + env_run.stdout.strip().splitlines()[-1], "rerun equals a clean run")
 
@@ -568,7 +573,7 @@ cp -r {mount}/out {keep}
     assert read("3.code").strip() == "0", read("3.err")
     pd.testing.assert_frame_equal(sorted_features(keep), sorted_features(clean))
     record("disk-full", "disk full while `extract` writes its tables (new features.parquet with old tables "
-           "before)", "extract", 3, [line for line in err.splitlines() if "disk is full" in line][0],
+           "before)", "extract", "3; rerun 0", [line for line in err.splitlines() if "disk is full" in line][0],
            "previous outputs byte-identical; the rerun equals a clean run")
 
 

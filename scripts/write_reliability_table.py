@@ -26,11 +26,12 @@ def cell(text):
 def main(rows_path):
     with open(rows_path, encoding="utf-8") as handle:
         rows = json.load(handle)
-    lines = [START, "", "| key | hostile input | command | exit | what the user sees (first line) | nothing lost |",
+    lines = [START, "", "| key | hostile input | command | exit | what the user sees (first line) | outcome |",
              "|---|---|---|---|---|---|"]
     for row in rows:
         lines.append(f"| `{row['key']}` | {cell(row['hostile'])} | {cell(row['command'])} | {row['code']} | "
-                     f"{cell(row['message'])} | clear message, nothing lost: {cell(row['kept'])} |")
+                     f"{cell(row['message'])} | clear message, nothing lost"
+                     + ("" if row["kept"] == "yes" else f" ({cell(row['kept'])})") + " |")
     lines += ["", f"{len(rows)} rows.", "", END]
     with open(DOC, encoding="utf-8") as handle:
         doc = handle.read()
