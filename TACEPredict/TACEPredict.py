@@ -4,6 +4,7 @@ The Widget is thin: every action goes through TACEPredictLogic, which works from
 without any dialog, and which delegates the work to the TACEPredictLib package.
 """
 
+import functools
 import json
 import logging
 import math
@@ -25,6 +26,17 @@ from slicer.util import VTKObservationMixin
 REQUIREMENTS_FILE = os.path.join(os.path.dirname(__file__), "Resources", "requirements.txt")
 # The default model-bundle folder (every sub-folder holding a model.json is used); a Slicer setting.
 BUNDLE_FOLDER_SETTING = "TACEPredict/BundleFolder"
+
+
+def libraryCall(func):
+    """The Logic's error boundary (TACEPredictLib.errors.user_errors): whatever a library call raises leaves as
+    an InputError whose message names the case, file or column and the fix (the widget shows it); the
+    original traceback is kept only with TACEPREDICT_DEBUG=1."""
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        from TACEPredictLib.errors import user_errors
+        return user_errors(func)(*args, **kwargs)
+    return wrapper
 
 
 def _modelCatalogue():
@@ -419,9 +431,10 @@ class TACEPredictLogic(ScriptedLoadableModuleLogic):
 
     @staticmethod
     def _path(value, what):
+        from TACEPredictLib import InputError
         text = str(value or "").strip()
         if text in ("", "."):
-            raise ValueError(f"Choose the {what}.")
+            raise InputError(f"no {what} chosen", fix=f"choose the {what}")
         return text
 
     def clinicalFields(self):
@@ -429,6 +442,7 @@ class TACEPredictLogic(ScriptedLoadableModuleLogic):
         return {name: COLUMNS[name].description + (f" ({COLUMNS[name].unit})" if COLUMNS[name].unit else "")
                 for name in CLINICAL_COLUMNS}
 
+    @libraryCall
     def clinicalFromCsv(self, path, caseId):
         """One patient's clinical fields from a manifest or clinical CSV (e.g. the imported HCC-TACE-Seg)."""
         from TACEPredictLib.data.manifest import CLINICAL_COLUMNS, read_manifest
@@ -437,6 +451,7 @@ class TACEPredictLogic(ScriptedLoadableModuleLogic):
                 if k in CLINICAL_COLUMNS and v == v and v is not None}
 
     @staticmethod
+    @libraryCall
     def bundlesIn(folder):
         """Every model bundle (a sub-folder with a model.json) in ``folder``; the folder itself if it is one."""
         folder = str(folder or "").strip()
@@ -445,10 +460,13 @@ class TACEPredictLogic(ScriptedLoadableModuleLogic):
         if os.path.isfile(os.path.join(folder, "model.json")):
             return [folder]
         if not os.path.isdir(folder):
-            raise ValueError(f"Model bundle folder not found: {folder}")
+            from TACEPredictLib import InputError
+            raise InputError(f"model bundle folder not found: {folder}", column="model folder",
+                             fix="choose the folder holding the model bundles (each with a model.json)")
         return sorted(os.path.join(folder, name) for name in os.listdir(folder)
                       if os.path.isfile(os.path.join(folder, name, "model.json")))
 
+    @libraryCall
     def process(self, arterial, portal=None, delayed=None, segmentation=None, segmentId=None, labelmap=None,
                 label=None, clinical=None, bundleFolder=None, bundles=(), caseId="patient", forceCpu=False,
                 heatmaps=True, scene=None):
@@ -461,6 +479,7 @@ class TACEPredictLogic(ScriptedLoadableModuleLogic):
                         bundles=list(bundles) + self.bundlesIn(bundleFolder), case_id=caseId or "patient",
                         heatmaps=heatmaps, device="cpu" if forceCpu else "auto")
 
+    @libraryCall
     def cohortCommand(self, action, manifestPath, outFolder, model="nomogram", forceCpu=False):
         """The command line of a cohort job and the folder it writes (run in a background process)."""
         manifest = self._path(manifestPath, "cohort manifest (CSV)")
@@ -470,29 +489,32 @@ class TACEPredictLogic(ScriptedLoadableModuleLogic):
         here = os.path.dirname(os.path.abspath(__file__))
         base = [python, "-c", f"import sys; sys.path.insert(0, {here!r}); from TACEPredictLib.cli import main; "
                 "sys.exit(main())"]
+        # A button press re-runs the job into the module's own cohort folder: replacing its previous result is
+        # what the user asked for (the command line asks for --overwrite instead).
         device = ["--device", "cpu"] if forceCpu else []
         features = os.path.join(out, "features")
         if action == "extract":
             # radiomics by the library's own torch engine (its default): pyradiomics is never installed in Slicer;
             # both backbones, since DLOP-Combin reads ResNet features and the nomograms DenseNet's
             return (base + ["extract", "--manifest", manifest, "--out", features, "--workers", "1",
-                            "--deep", "densenet121,resnet50"] + device, features)
+                            "--deep", "densenet121,resnet50", "--overwrite"] + device, features)
         spec = COHORT_MODELS[model]
         if spec["published"]:  # published coefficients: nothing to extract or train
             if action != "evaluate":
                 raise ValueError(f"{spec['title']} needs no extraction or training: choose Evaluate.")
             report = os.path.join(out, "reports", model)
             return base + ["evaluate", "--task", spec["task"], "--model", model, "--manifest", manifest,
-                           "--out", report], report
+                           "--out", report, "--overwrite"], report
         model_dir = os.path.join(out, "models", model)
         if action == "train":
             extra = ["--features", features] if os.path.isdir(features) else []
             return base + ["train", "--task", spec["task"], "--model", model, "--manifest",
-                           manifest, "--out", model_dir] + extra, model_dir
+                           manifest, "--out", model_dir, "--overwrite"] + extra, model_dir
         if action == "evaluate":
             report = os.path.join(out, "reports", model)
             extra = ["--features", features] if os.path.isdir(features) else []
-            return base + ["evaluate", "--model", model_dir, "--manifest", manifest, "--out", report] + extra, report
+            return base + ["evaluate", "--model", model_dir, "--manifest", manifest, "--out", report,
+                           "--overwrite"] + extra, report
         raise ValueError(f"unknown cohort action {action!r}")
 
     @staticmethod
@@ -505,24 +527,29 @@ class TACEPredictLogic(ScriptedLoadableModuleLogic):
         done, total = (int(v) for v in found[-1])
         return done / total if total else None
 
+    @libraryCall
     def showReport(self, reportDir, name, scene=None):
         from TACEPredictLib.slicer.mrml import report_to_scene
         return report_to_scene(scene or slicer.mrmlScene, reportDir, name)
 
+    @libraryCall
     def validateManifest(self, manifestPath, checkImages=True):
         from TACEPredictLib.data.manifest import validate_manifest
         return validate_manifest(self._path(manifestPath, "cohort manifest (CSV)"), check_images=checkImages)
 
+    @libraryCall
     def caseIds(self, manifestPath):
         from TACEPredictLib.data.manifest import read_manifest
         return read_manifest(self._path(manifestPath, "cohort manifest (CSV)")).case_ids
 
+    @libraryCall
     def generateDemoCohort(self, folder, cases=20, seed=0):
         from TACEPredictLib.data.demo_cohort import generate_cohort
         # One worker: Slicer's own executable must not be re-launched as a process-pool worker.
         return generate_cohort(self._path(folder, "output folder for the demo cohort"), cases=cases, seed=seed,
                                workers=1)
 
+    @libraryCall
     def loadCase(self, manifestPath, caseId, scene=None):
         """Load a case's CT phases and segmentation into the scene: {column: node, "seg": segmentation or
         labelmap node, "segment": the segment the manifest names}."""

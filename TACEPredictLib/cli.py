@@ -55,9 +55,12 @@ def cmd_validate(args):
 
 def cmd_phantom(args):
     from .data.demo_cohort import generate_cohort
+    from .outputs import OutputLock, refuse_overwrite
+    refuse_overwrite(os.path.join(args.out, "manifest.csv"), getattr(args, "overwrite", False), "demo cohort")
     start = time.monotonic()
-    path = generate_cohort(args.out, cases=args.cases, seed=args.seed, workers=args.workers,
-                           progress=Progress("phantom"))
+    with OutputLock(args.out, "phantom"):
+        path = generate_cohort(args.out, cases=args.cases, seed=args.seed, workers=args.workers,
+                               progress=Progress("phantom"))
     print(f"wrote {args.cases} synthetic cases in {time.monotonic() - start:.1f} s: {path}")
     print(SYNTHETIC_DATA_NOTICE)
     return 0
@@ -65,12 +68,16 @@ def cmd_phantom(args):
 
 def cmd_import(args):
     from .data.importers import import_hcc_tace_seg
+    from .outputs import OutputLock, refuse_overwrite, refuse_own_input, write_file
+    refuse_own_input(args.out, [args.clinical])
+    refuse_overwrite(args.out, getattr(args, "overwrite", False), "manifest")
     images = getattr(args, "images", None)
     table, report = import_hcc_tace_seg(args.clinical, images=images,
                                         manifest_dir=os.path.dirname(os.path.abspath(args.out)),
                                         progress=Progress("index-dicom") if images else None)
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    table.to_csv(args.out, index=False)
+    with OutputLock(args.out, "import-hcc-tace-seg"):
+        write_file(args.out, lambda path: table.to_csv(path, index=False))
     for line in report:
         print(line)
     print(f"wrote {len(table)} patients to {args.out}")
@@ -99,10 +106,13 @@ def cmd_index_dicom(args):
 
 def cmd_demo(args):
     """The main job on the built-in demo cohort: grows as the models land."""
+    from .outputs import refuse_overwrite
+    refuse_overwrite(args.out, getattr(args, "overwrite", False), "demo run")
     os.makedirs(args.out, exist_ok=True)
     print(RESEARCH_USE_NOTICE)
     cohort = os.path.join(args.out, "cohort")
-    status = cmd_phantom(argparse.Namespace(out=cohort, cases=args.cases, seed=args.seed, workers=args.workers))
+    status = cmd_phantom(argparse.Namespace(out=cohort, cases=args.cases, seed=args.seed, workers=args.workers,
+                                            overwrite=True))
     manifest = os.path.join(cohort, "manifest.csv")
     status |= cmd_validate(argparse.Namespace(manifest=manifest, table_only=False, quiet=False))
     from .imaging.deep_features import imagenet_checkpoint_cached
@@ -121,7 +131,7 @@ def cmd_demo(args):
         no_radiomics=False, radiomics_params="ct-fast", radiomics_engine="pyradiomics",
         deep=",".join(DEMO_BACKBONES), weights=weights,
         sampling=sampling, normalisation=normalisation, device="auto", precision="auto", icc_cases=30,
-        workers=args.workers, dask=None,
+        workers=args.workers, dask=None, overwrite=True,
         quiet=False))
     if args.models:
         status |= _demo_survival(manifest, features, os.path.join(args.out, "survival"), args.seed)
@@ -130,7 +140,7 @@ def cmd_demo(args):
         status |= _demo_aggressive(manifest, features, os.path.join(args.out, "aggressive_pd"), args.seed)
     if args.hcc_tace_seg:
         imported = os.path.join(args.out, "hcc_tace_seg_manifest.csv")
-        status |= cmd_import(argparse.Namespace(clinical=args.hcc_tace_seg, out=imported))
+        status |= cmd_import(argparse.Namespace(clinical=args.hcc_tace_seg, out=imported, overwrite=True))
         status |= cmd_validate(argparse.Namespace(manifest=imported, table_only=False, quiet=True))
         if args.models:
             status |= _demo_survival(imported, None, os.path.join(args.out, "hcc_tace_seg_survival"), args.seed,
@@ -183,18 +193,22 @@ def _demo_aggressive(manifest, features, out, seed):
 
 
 def cmd_extract(args):
-    from .imaging.extraction import ExtractionSettings, extract_cohort
+    from .imaging.extraction import ExtractionSettings, extract_cohort, previous_settings_differ
     settings = ExtractionSettings(
         phases=tuple(args.phases.split(",")), register=args.register, radiomics=not args.no_radiomics,
         radiomics_params=args.radiomics_params, radiomics_engine=args.radiomics_engine,
         deep=tuple(b for b in args.deep.split(",") if b and b != "none"), weights=args.weights,
         sampling=args.sampling, normalisation=args.normalisation, device=args.device, precision=args.precision,
         icc_cases=args.icc_cases)
+    differs = previous_settings_differ(args.out, args.manifest, settings)
+    if differs and not getattr(args, "overwrite", False):
+        raise InputError(f"{args.out} holds features extracted from {differs}", column="--out",
+                         fix="add --overwrite to replace them (the per-case cache is kept), or choose another --out")
     print(RESEARCH_USE_NOTICE)
     start = time.monotonic()
     result = extract_cohort(args.manifest, args.out, settings, workers=args.workers, dask_address=args.dask,
                             progress=None if args.quiet else Progress("extract"))
-    cases = result.features["case_id"].nunique()
+    cases = len(result.computed) + len(result.cached)
     print(f"{cases} case(s) extracted ({len(result.computed)} computed, {len(result.cached)} from cache), "
           f"{len(result.failures)} failed, in {time.monotonic() - start:.1f} s -> {args.out}")
     for _, failure in result.failures.iterrows():
@@ -221,20 +235,52 @@ def _print_warnings(messages):
 
 def cmd_split(args):
     from .stats.validation import split_manifest
-    train, test = split_manifest(args.manifest, args.test_fraction, args.seed)
+    train, test = split_manifest(args.manifest, args.test_fraction, args.seed, overwrite=args.overwrite)
     print(f"wrote {train} and {test}")
     return 0
 
 
+def _inputs(args):
+    """The files a command reads (its output must not be one of them)."""
+    paths = [getattr(args, "manifest", None)]
+    for folder in (getattr(args, "features", None), getattr(args, "model", None)):
+        if folder and os.path.isdir(folder):
+            paths.append(folder)
+            paths += [os.path.join(folder, name) for name in os.listdir(folder)]
+    return [p for p in paths if p]
+
+
+def _folder_output(args, what):
+    """Checks before a command writes the folder ``--out`` as one unit, and the staging folder to write into."""
+    from .outputs import refuse_overwrite, refuse_own_input, staging_folder
+    refuse_own_input(args.out, _inputs(args), replaces_folder=True)
+    refuse_overwrite(args.out, args.overwrite, what)
+    return staging_folder(args.out)
+
+
+def _replace_output(staging, out):
+    from .outputs import replace_folder
+    replace_folder(staging, out)
+
+
 def cmd_train(args):
+    import shutil
+
     from . import models
+    from .outputs import OutputLock
     data = _cohort(args)
     options = {"variant": args.variant, "p_threshold": args.p_threshold, "family": args.family,
-               "covariates": args.covariates.split(",") if args.covariates else None, "epochs": args.epochs,
-               "weights": args.weights, "device": args.device}
+               "covariates": [c.strip() for c in args.covariates.split(",") if c.strip()] if args.covariates
+               else None, "epochs": args.epochs, "weights": args.weights, "device": args.device}
     print(RESEARCH_USE_NOTICE)
     start = time.monotonic()
-    _, info = models.train_bundle(args.task, args.model, data, args.out, seed=args.seed, **options)
+    with OutputLock(args.out, "train"):
+        staging = _folder_output(args, "model bundle")
+        try:
+            _, info = models.train_bundle(args.task, args.model, data, staging, seed=args.seed, **options)
+            _replace_output(staging, args.out)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
     _print_warnings(info["settings"]["input_warnings"])
     print(f"trained {args.task} / {args.model} in {time.monotonic() - start:.1f} s -> {args.out}")
     print(info["provenance"])
@@ -244,36 +290,85 @@ def cmd_train(args):
 
 
 def _model_for(args):
-    """A bundle folder, or a built-in published model named with --task."""
+    """A bundle folder, or a built-in published model named with --task: ``(model, provenance, info)``, info
+    None for a published score. A bundle's extraction settings are checked against --features."""
     from . import models
     model = None if os.path.isdir(args.model) else models.built_in(args.task, args.model)
     if model is not None:
-        return model, model.provenance
-    model, info = models.load(args.model)
-    return model, info["provenance"]
+        return model, model.provenance, None
+    if not os.path.exists(args.model):
+        raise InputError(f"model bundle folder not found: {args.model}", column="--model",
+                         fix="give the folder `tacepredict train --out` wrote, or a published score with --task")
+    model, info = models.load(args.model, public_key=getattr(args, "public_key", None))
+    _check_features(model, info, args)
+    return model, info["provenance"], info
+
+
+def _check_features(model, info, args):
+    """The bundle's recorded extraction settings against the features given (in what the model reads)."""
+    from .imaging.extraction import check_features_match
+    from .models.registry import model_spec
+    needs = model_spec(model.task, model.kind).needs
+    if getattr(model, "variant", None) == "clinical":  # the clinical nomogram reads no image
+        needs = ()
+    check_features_match(info.get("training", {}).get("feature_extraction"), getattr(args, "features", None),
+                         needs, manifest=args.manifest)
+
+
+def _check_finite(predictions):
+    """A model must not turn a case into a silent 'low risk': non-finite scores are an error naming the case."""
+    import numpy as np
+    for column in ("risk_score", "score", "probability"):
+        if column in predictions.columns:
+            values = predictions[column].to_numpy(dtype=float)
+            bad = ~np.isfinite(values)
+            if bad.any():
+                case = predictions["case_id"].iloc[int(np.argmax(bad))]
+                raise InputError(f"the model gives a non-finite {column} ({values[bad][0]}) for "
+                                 f"{int(bad.sum())} case(s)", case, column,
+                                 "check this case's inputs (features, clinical values); if they are fine, the "
+                                 "bundle is damaged: re-train it")
+
+
+def _print_integrity(info):
+    if info is not None:
+        print(f"bundle: {info.get('integrity', 'unsigned')}")
 
 
 def cmd_evaluate(args):
+    import shutil
+
+    from .outputs import OutputLock
     from .stats.reports import evaluate_binary, evaluate_survival
-    model, provenance = _model_for(args)
+    model, provenance, info = _model_for(args)
     print(RESEARCH_USE_NOTICE)
     print(provenance)
+    _print_integrity(info)
     from .models.registry import BINARY_TASKS
-    if model.task in BINARY_TASKS:
-        data, label = _cohort(args), "aggressive_pd"
-        if model.task in ("response", "mrecist"):  # mrecist: P(CR) + P(PR) against the objective response
-            from .data.outcomes import OBJECTIVE_RESPONSE, objective_response
-            data = data.subset(data.table.assign(**{OBJECTIVE_RESPONSE: objective_response(data.table)}))
-            label = OBJECTIVE_RESPONSE
-        result, _ = evaluate_binary(model, data, label, args.out, n_bootstrap=args.bootstrap, seed=args.seed)
-        print(f"AUC {result['auc']:.3f} (DeLong 95% CI {result['auc_delong_lower']:.3f}-"
-              f"{result['auc_delong_upper']:.3f}); at the cut-off {result['cutoff']:g}: sensitivity "
-              f"{result['sensitivity']:.3f}, specificity {result['specificity']:.3f}; report in {args.out}")
-        return 0
-    result, _ = evaluate_survival(model, _cohort(args), args.out, n_bootstrap=args.bootstrap, seed=args.seed)
-    print(f"C-index {result['c_index']:.3f} (95% CI {result['c_index_lower']:.3f}-{result['c_index_upper']:.3f}), "
-          + ", ".join(f"AUC {y}y {result[f'auc_{y}y']:.3f}" for y in (1, 2, 3))
-          + f"; report in {args.out}")
+    with OutputLock(args.out, "evaluate"):
+        staging = _folder_output(args, "report")
+        try:
+            if model.task in BINARY_TASKS:
+                data, label = _cohort(args), "aggressive_pd"
+                if model.task in ("response", "mrecist"):  # mrecist: P(CR) + P(PR) against the objective response
+                    from .data.outcomes import OBJECTIVE_RESPONSE, objective_response
+                    data = data.subset(data.table.assign(**{OBJECTIVE_RESPONSE: objective_response(data.table)}))
+                    label = OBJECTIVE_RESPONSE
+                result, _ = evaluate_binary(model, data, label, staging, n_bootstrap=args.bootstrap, seed=args.seed)
+                text = (f"AUC {result['auc']:.3f} (DeLong 95% CI {result['auc_delong_lower']:.3f}-"
+                        f"{result['auc_delong_upper']:.3f}); at the cut-off {result['cutoff']:g}: sensitivity "
+                        f"{result['sensitivity']:.3f}, specificity {result['specificity']:.3f}; report in {args.out}")
+            else:
+                result, _ = evaluate_survival(model, _cohort(args), staging, n_bootstrap=args.bootstrap,
+                                              seed=args.seed)
+                text = (f"C-index {result['c_index']:.3f} (95% CI {result['c_index_lower']:.3f}-"
+                        f"{result['c_index_upper']:.3f}), " + ", ".join(f"AUC {y}y {result[f'auc_{y}y']:.3f}"
+                                                                        for y in (1, 2, 3))
+                        + f"; report in {args.out}")
+            _replace_output(staging, args.out)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    print(text)
     scores = os.path.join(args.out, "clinical_scores.csv")
     if os.path.isfile(scores):  # the built-in clinical scores the manifest's columns allow, on the same cases
         import pandas as pd
@@ -285,13 +380,34 @@ def cmd_evaluate(args):
 
 
 def cmd_predict(args):
-    model, provenance = _model_for(args)
+    from .outputs import OutputLock, refuse_overwrite, refuse_own_input, write_file
+    refuse_own_input(args.out, _inputs(args))
+    refuse_overwrite(args.out, args.overwrite, "predictions file")
+    model, provenance, info = _model_for(args)
     predictions = model.predict(_cohort(args))
+    _check_finite(predictions)
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    predictions.to_csv(args.out, index=False)
+    with OutputLock(args.out, "predict"):
+        write_file(args.out, lambda path: predictions.to_csv(path, index=False))
     print(RESEARCH_USE_NOTICE)
     print(provenance)
+    _print_integrity(info)
     print(f"wrote {len(predictions)} prediction(s) to {args.out}")
+    return 0
+
+
+def cmd_keygen(args):
+    from .models.signing import generate_keys
+    private, public = generate_keys(args.out, passphrase=os.environ.get("TACEPREDICT_KEY_PASSPHRASE") or None)
+    print(f"wrote the private key {private} (keep it secret) and the public key {public} (give it to users)")
+    return 0
+
+
+def cmd_sign(args):
+    from .models.signing import sign_bundle
+    path = sign_bundle(args.model, args.private_key,
+                       passphrase=os.environ.get("TACEPREDICT_KEY_PASSPHRASE") or None)
+    print(f"signed {args.model}: {path}; users check it with --public-key and your public key")
     return 0
 
 
@@ -331,6 +447,8 @@ def build_parser():
         prog="tacepredict",
         description="Outcome prediction after TACE for hepatocellular carcinoma. " + RESEARCH_USE_NOTICE)
     parser.add_argument("--version", action="version", version=f"tacepredict {__version__}")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the full traceback of an error (also TACEPREDICT_DEBUG=1)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("validate", help="check a cohort manifest and every file it names")
@@ -400,6 +518,7 @@ def build_parser():
     p.add_argument("--test-fraction", type=float, default=0.3)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_split)
+    overwrites = {"split": "replace <name>_train.csv and <name>_test.csv when they hold another split"}
 
     p = sub.add_parser("train", help="train a model into a bundle folder")
     p.add_argument("--task", required=True, choices=list(TASKS))
@@ -455,19 +574,38 @@ def build_parser():
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-pdf", action="store_true", help="write the HTML only (no Chromium needed)")
     p.set_defaults(func=cmd_report)
+
+    for name in ("evaluate", "predict"):
+        sub.choices[name].add_argument("--public-key", default=None, metavar="PEM",
+                                       help="require the bundle's signature to verify with this Ed25519 public key")
+    p = sub.add_parser("keygen", help="make an Ed25519 key pair for signing model bundles")
+    p.add_argument("--out", required=True, help="path prefix: writes PREFIX.pem (private) and PREFIX.pub.pem "
+                                                "(public); TACEPREDICT_KEY_PASSPHRASE encrypts the private key")
+    p.set_defaults(func=cmd_keygen)
+    p = sub.add_parser("sign-bundle", help="sign a model bundle (its checksums.sha256) with your private key")
+    p.add_argument("--model", required=True, help="model bundle folder")
+    p.add_argument("--private-key", required=True, help="PEM private key from `tacepredict keygen`")
+    p.set_defaults(func=cmd_sign)
+
+    overwrites.update({name: "replace a previous result in --out" for name in
+                       ("phantom", "import-hcc-tace-seg", "extract", "demo", "train", "evaluate", "predict")})
+    overwrites["extract"] = ("replace features in --out that come from another manifest or other settings (the "
+                             "per-case cache is kept)")
+    for name, text in overwrites.items():
+        sub.choices[name].add_argument("--overwrite", action="store_true", help=text)
+    for p in sub.choices.values():
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                       help="show the full traceback of an error")
     return parser
 
 
 def main(argv=None):
+    """Run one command behind the error boundary (``errors.run``): every failure is one message on stderr
+    naming the case, the file or column and the fix, with a non-zero exit code (2 input, 3 environment, 4
+    unexpected, 130 interrupted); the traceback only with --debug."""
+    from . import errors
     args = build_parser().parse_args(argv)
-    try:
-        return args.func(args)
-    except InputError as exc:
-        print(f"ERROR: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("\ninterrupted: finished cases are kept; run the same command again to resume", file=sys.stderr)
-        return 130
+    return errors.run(args.func, args, debug=getattr(args, "debug", False))
 
 
 if __name__ == "__main__":

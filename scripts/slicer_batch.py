@@ -9,7 +9,10 @@ Each case: its CT phases and segmentation are loaded into a scene, every model r
 aggressive-progression score always; each ``--bundle`` too), and ``OUT/<case>/<case>.mrml`` holds the CT, the
 segmentation, the results and features tables, the survival and probability charts and the Grad-CAM heat
 maps. ``OUT/cohort_results.csv`` has one row per case and model, ``OUT/failures.csv`` one row per case that
-could not run (the others carry on). Research use only.
+could not run (the others carry on). Case folders are named safely (an ID cannot write outside ``--out``); a
+previous batch's results are replaced only with ``--overwrite``. Every error is one message naming the case,
+file or column and the fix (exit code 2: an input to fix, 3: disk, permissions or network); ``--debug`` shows
+the traceback. Research use only.
 """
 
 import argparse
@@ -27,13 +30,20 @@ def main(argv=None):
     parser.add_argument("--cases", default=None, help="comma-separated case ids (default: all)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     parser.add_argument("--no-heatmaps", action="store_true", help="skip Grad-CAM heat maps")
+    parser.add_argument("--overwrite", action="store_true", help="replace a previous batch's results in --out")
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     args = parser.parse_args(argv)
+    from TACEPredictLib import errors
+    return errors.run(_run, args, debug=args.debug)
+
+
+def _run(args):
     from TACEPredictLib import RESEARCH_USE_NOTICE
     from TACEPredictLib.slicer.mrml import run_cohort
     print(RESEARCH_USE_NOTICE)
     results, failures = run_cohort(args.manifest, args.bundle, args.out,
-                                   cases=args.cases.split(",") if args.cases else None, device=args.device,
-                                   heatmaps=not args.no_heatmaps)
+                                   cases=[c.strip() for c in args.cases.split(",")] if args.cases else None,
+                                   device=args.device, heatmaps=not args.no_heatmaps, overwrite=args.overwrite)
     print(f"{results['case_id'].nunique() if len(results) else 0} case(s) done, {len(failures)} failed: "
           f"{os.path.join(args.out, 'cohort_results.csv')}")
     return 1 if len(failures) else 0

@@ -10,6 +10,9 @@ Documented handling of imperfect input:
 - a case without an outcome is left out of training with a warning naming it; no events, or negative or
   non-numeric times, stop with an error naming the case and the column.
 - an unknown category code stops with an error naming the case, the column and the codes the model knows.
+- a covariate listed twice, and a text column with more levels than a model can estimate (more than
+  ``MAX_LEVELS``, or a distinct value for most cases: free text or an identifier), stop with an error naming
+  the column; collinear covariates are named by the Cox fit (``stats.cox.collinear_columns``).
 """
 
 from __future__ import annotations
@@ -25,6 +28,10 @@ from .manifest import COLUMNS, is_synthetic, read_manifest
 from .outcomes import _cases_text
 
 MAX_MISSING_FRACTION = 0.3
+# A categorical covariate becomes one indicator per level but the first: beyond 10 levels, or with a distinct value
+# for more than half of the cases (free text, an ID, a date), the indicators cannot be estimated from the events
+# (a 140-level column gave hazard ratios of 8e6).
+MAX_LEVELS = 10
 
 # Pre-treatment clinical and semantic covariates a survival model may use by default (not outcomes, not
 # post-treatment response).
@@ -59,6 +66,11 @@ class ClinicalEncoder:
 
     def fit(self, table, columns=DEFAULT_CLINICAL):
         spec = []
+        columns = list(columns)
+        twice = sorted({c for c in columns if columns.count(c) > 1})
+        if twice:
+            raise InputError(f"the covariate '{twice[0]}' is listed twice", column=twice[0],
+                             fix="name each covariate once in --covariates")
         for column in columns:
             if column not in table.columns:
                 continue
@@ -84,6 +96,12 @@ class ClinicalEncoder:
                     _warn(f"column '{column}' has a single level in the training cases: not used as a covariate")
                     continue
                 codes = COLUMNS[column].codes if column in COLUMNS else ()
+                if not codes and (len(counts) > MAX_LEVELS or (len(text) >= 10 and len(counts) > len(text) / 2)):
+                    raise InputError(f"has {len(counts)} different values in {len(text)} training cases (e.g. "
+                                     f"'{counts.index[0]}', '{counts.index[1]}'): free text or an identifier, not a "
+                                     f"category a model can estimate (at most {MAX_LEVELS} levels)", column=column,
+                                     fix=f"leave '{column}' out of --covariates, or recode it into a few categories "
+                                         "(or numbers, if it is a measurement)")
                 levels = [c for c in codes if c in counts.index] or sorted(counts.index)
                 fill = str(counts.index[0])
                 item = {"column": column, "kind": "category", "fill": fill, "levels": levels,
@@ -205,7 +223,16 @@ class CohortData:
             if not os.path.isfile(path):
                 raise InputError(f"no features.parquet in {self.features_dir}", column="--features",
                                  fix="run `tacepredict extract --manifest ... --out` on this manifest first")
-            self._features = pd.read_parquet(path)
+            from ..outputs import check_run
+            mixed = check_run(self.features_dir, names=("features.parquet", "icc.csv", "patches.csv"))
+            if mixed:
+                raise InputError(f"the extraction folder {self.features_dir} is not one run's result: {mixed}",
+                                 column="--features", fix="run the same `tacepredict extract` command again")
+            try:
+                self._features = pd.read_parquet(path)
+            except Exception as exc:  # noqa: BLE001 - pyarrow's errors: a damaged file
+                raise InputError(f"{path} is damaged ({type(exc).__name__})", column="--features",
+                                 fix="run the same `tacepredict extract` command again") from None
             icc = os.path.join(self.features_dir, "icc.csv")
             self._icc = pd.read_csv(icc) if os.path.isfile(icc) else None
         return self._features
@@ -233,8 +260,15 @@ class CohortData:
                 raise InputError(f"no lesion patches for this case in {self.features_dir}", case_id, "--features",
                                  "extract the case (see failures.csv in the extraction folder)")
             if case_id not in self._patch_cache:
-                with np.load(os.path.join(self.features_dir, self._patch_files[case_id])) as stored:
-                    self._patch_cache[case_id] = {k: stored[k] for k in stored.files}
+                from ..outputs import inside
+                path = inside(self.features_dir, self._patch_files[case_id])
+                try:
+                    with np.load(path) as stored:
+                        self._patch_cache[case_id] = {k: stored[k] for k in stored.files}
+                except (OSError, ValueError, EOFError, __import__("zipfile").BadZipFile) as exc:
+                    raise InputError(f"the lesion patches {path} are missing or damaged ({type(exc).__name__})",
+                                     case_id, "--features", "run the same `tacepredict extract` command again "
+                                     "(a damaged cache entry is recomputed)") from None
             stored = self._patch_cache[case_id]
             if name not in stored:
                 raise InputError(f"the case has no '{name}' patches (its phase is missing)", case_id, "--features",

@@ -7,8 +7,12 @@ the MRML adapter.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import os
+import re
+import struct
+import zlib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -25,15 +29,209 @@ MIN_LESION_VOXELS = 30
 # Relative tolerance on spacing / origin / direction when deciding that two images share a grid.
 GEOMETRY_TOLERANCE = 1e-3
 
+# Header checks before any voxel is read (``check_image_file``). The largest CT series are about 512 x 512 x 3000
+# voxels (0.8e9); a header declaring more than 2^30 voxels is refused before memory is allocated for it.
+MAX_VOXELS = 2 ** 30
+# Voxel spacing a CT can have (mm): below it the header is broken (or in metres), above it not a CT volume.
+SPACING_RANGE = (0.05, 50.0)
+
 
 def _has_image_suffix(path):
     lower = path.lower()
     return any(lower.endswith(s) for s in IMAGE_SUFFIXES)
 
 
+def _bytes_per_component(pixel_id):
+    text = sitk.GetPixelIDValueAsString(pixel_id)
+    bits = re.search(r"(\d+)-bit", text)
+    size = int(bits.group(1)) // 8 if bits else 8
+    return size * (2 if "complex" in text else 1)
+
+
+def _nrrd_layout(path):
+    """(encoding, data file or None, header bytes) of an NRRD file, or None when it is not one."""
+    with open(path, "rb") as handle:
+        head = handle.read(65536)
+    if not head.startswith(b"NRRD"):
+        return None
+    end = head.find(b"\n\n")
+    if end < 0:
+        return None
+    fields = {}
+    for line in head[:end].decode("latin-1").splitlines()[1:]:
+        if ":" in line and not line.startswith("#"):
+            key, _, value = line.partition(":")
+            fields[key.strip().lower()] = value.strip().lstrip("=").strip()
+    data_file = fields.get("data file") or fields.get("datafile")
+    return fields.get("encoding", "raw").lower(), data_file, end + 2
+
+
+def _nifti_layout(path, compressed):
+    """vox_offset of a NIfTI-1 / NIfTI-2 header, or None."""
+    opener = gzip.open if compressed else open
+    try:
+        with opener(path, "rb") as handle:
+            head = handle.read(544)
+    except (OSError, EOFError, zlib.error):
+        return None
+    for order in "<>":
+        if len(head) >= 348 and struct.unpack(order + "i", head[:4])[0] == 348:
+            return int(struct.unpack(order + "f", head[108:112])[0])
+        if len(head) >= 540 and struct.unpack(order + "i", head[:4])[0] == 540:
+            return int(struct.unpack(order + "q", head[168:176])[0])
+    return None
+
+
+def _metaimage_layout(path):
+    """(compressed, data file, header bytes, compressed data size or None) of a MetaImage (.mha / .mhd)
+    header, or None."""
+    with open(path, "rb") as handle:
+        head = handle.read(65536)
+    fields, offset = {}, 0
+    for raw in head.split(b"\n"):
+        offset += len(raw) + 1
+        key, _, value = raw.decode("latin-1").partition("=")
+        fields[key.strip().lower()] = value.strip()
+        if key.strip().lower() == "elementdatafile":
+            break
+    else:
+        return None
+    try:
+        compressed_size = int(fields.get("compresseddatasize", "")) if fields.get("compresseddatasize") else None
+    except ValueError:
+        compressed_size = None
+    return (fields.get("compresseddata", "false").lower() == "true", fields["elementdatafile"], offset,
+            compressed_size)
+
+
+def _gzip_size_matches(path, offset, expected):
+    """Whether the gzip stream starting at ``offset`` of ``path`` inflates to ``expected`` bytes: the trailer's
+    size field first (free), then, only when it disagrees (multi-member streams), by inflating."""
+    size = os.path.getsize(path)
+    if size - offset >= 18:
+        with open(path, "rb") as handle:
+            handle.seek(size - 4)
+            if struct.unpack("<I", handle.read(4))[0] == expected % 2 ** 32:
+                return True
+    total = 0
+    try:
+        with open(path, "rb") as raw:
+            raw.seek(offset)
+            with gzip.GzipFile(fileobj=raw) as stream:
+                for block in iter(lambda: stream.read(1 << 22), b""):
+                    total += len(block)
+                    if total > expected:
+                        return True  # more data than the header says: ITK reads what it needs
+    except (OSError, EOFError, zlib.error):
+        return False
+    return total >= expected
+
+
+def _data_problem(path, expected):
+    """A sentence when the file holds fewer data bytes than its header declares (truncated), else None. Only
+    layouts whose data size can be known without reading the voxels are checked: raw and gzip NRRD, .nii and
+    .nii.gz, uncompressed MetaImage."""
+    lower = path.lower()
+    short = "the file is truncated: its header declares {need:,} bytes of voxel data, it holds {have:,}"
+    if lower.endswith((".nrrd", ".nhdr")):
+        layout = _nrrd_layout(path)
+        if layout is None:
+            return None
+        encoding, data_file, header = layout
+        source, offset = path, header
+        if data_file and data_file.upper() != "LIST" and "%" not in data_file:
+            source = os.path.join(os.path.dirname(path), data_file.split()[0])
+            offset = 0
+            if not os.path.isfile(source):
+                return f"its data file {source} is missing"
+        if encoding == "raw":
+            have = os.path.getsize(source) - offset
+            return short.format(need=expected, have=max(have, 0)) if have < expected else None
+        if encoding in ("gzip", "gz"):
+            return None if _gzip_size_matches(source, offset, expected) else                 f"the compressed voxel data is truncated or damaged (it does not inflate to the {expected:,} bytes "                 "the header declares)"
+        return None
+    if lower.endswith(".nii") or lower.endswith(".nii.gz"):
+        compressed = lower.endswith(".gz")
+        offset = _nifti_layout(path, compressed)
+        if offset is None:
+            return None
+        if not compressed:
+            have = os.path.getsize(path) - offset
+            return short.format(need=expected, have=max(have, 0)) if have < expected else None
+        return None if _gzip_size_matches(path, 0, offset + expected) else             f"the compressed file is truncated or damaged (it does not inflate to the {offset + expected:,} bytes "             "its header declares)"
+    if lower.endswith((".mha", ".mhd")):
+        layout = _metaimage_layout(path)
+        if layout is None:
+            return None
+        compressed, data_file, header, compressed_size = layout
+        if data_file.upper() == "LOCAL":
+            have = os.path.getsize(path) - header
+        else:
+            source = os.path.join(os.path.dirname(path), data_file)
+            if not os.path.isfile(source):
+                return f"its data file {source} is missing"
+            have = os.path.getsize(source)
+        if compressed:  # zlib has no size field; ITK's writer records the compressed size in the header
+            if compressed_size is not None and have < compressed_size:
+                return short.format(need=compressed_size, have=max(have, 0)).replace("voxel data", "compressed data")
+            return None
+        return short.format(need=expected, have=max(have, 0)) if have < expected else None
+    return None
+
+
+def check_image_file(path, case_id=None, column=None, components=1):
+    """Read only the header of an image file and refuse, before any voxel is read: a dimension other than 3, a
+    declared size beyond ``MAX_VOXELS``, a file holding less voxel data than its header declares (truncated:
+    the missing part would read as zeros), implausible spacing, a broken direction, and more than
+    ``components`` values per voxel (RGB or vector images as CT). Returns the ImageFileReader."""
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(path)
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError as exc:
+        last = str(exc).strip().splitlines()[-1] if str(exc).strip() else "unknown reader error"
+        raise InputError(f"cannot read {path} ({last})", case_id, column,
+                         "re-export the image as .nrrd or .nii.gz") from None
+    size = tuple(int(v) for v in reader.GetSize())
+    dimension = reader.GetDimension()
+    if dimension == 4:
+        raise InputError(f"{path} is a 4D image (size {size}); a 3D volume is needed", case_id, column,
+                         "export one 3D volume (one phase, one time point) per manifest column")
+    if dimension != 3:
+        raise InputError(f"{path} is a {dimension}D image (size {size}); a 3D volume is needed", case_id, column,
+                         "export the whole series as one 3D volume")
+    count = reader.GetNumberOfComponents()
+    if count > components:
+        raise InputError(f"{path} has {count} values per voxel (an RGB or vector image), not one", case_id, column,
+                         "use the original grayscale CT (HU), not a screenshot, colour export or vector field"
+                         if components == 1 else "export a labelmap or Slicer .seg.nrrd")
+    voxels = int(np.prod(size, dtype=np.int64))
+    if voxels > MAX_VOXELS or min(size) < 1:
+        raise InputError(f"{path} declares {' x '.join(map(str, size))} voxels, beyond the {MAX_VOXELS:,} this "
+                         "tool reads (the header is broken, or this is not one CT volume)", case_id, column,
+                         "re-export the image; check its header's sizes")
+    expected = voxels * count * _bytes_per_component(reader.GetPixelID())
+    problem = _data_problem(path, expected)
+    if problem:
+        raise InputError(f"{path}: {problem}", case_id, column,
+                         "copy or export the file again (an interrupted copy or download truncates it)")
+    spacing = reader.GetSpacing()
+    low, high = SPACING_RANGE
+    if not all(np.isfinite(spacing)) or min(spacing) < low or max(spacing) > high:
+        raise InputError(f"{path} has voxel spacing {tuple(round(s, 6) for s in spacing)} mm, outside the "
+                         f"{low:g}-{high:g} mm a CT has", case_id, column,
+                         "fix the spacing in the file's header (units are mm), or re-export from the scanner's DICOM")
+    direction = np.array(reader.GetDirection(), dtype=float).reshape(3, 3)
+    if not np.all(np.isfinite(direction)) or abs(abs(np.linalg.det(direction)) - 1) > 1e-3:
+        raise InputError(f"{path} has an invalid direction matrix {direction.round(3).tolist()}", case_id, column,
+                         "re-export the image; its orientation in the header is broken")
+    return reader
+
+
 def read_image(path, case_id=None, column=None):
     """Read a 3D image from a file (.nrrd, .nii, .nii.gz, .mha) or a DICOM series: a folder holding one image
-    series, or ``folder#choice`` naming one series of a study (see ``dicom.split_reference``)."""
+    series, or ``folder#choice`` naming one series of a study (see ``dicom.split_reference``); a file's header is checked first
+    (``check_image_file``)."""
     from . import dicom
     if path and dicom.split_reference(path)[1] is not None:
         return _check_3d(dicom.read_series(path, case_id, column), path, case_id, column)
@@ -46,6 +244,7 @@ def read_image(path, case_id=None, column=None):
         if not _has_image_suffix(path):
             raise InputError(f"unsupported file type: {path}", case_id, column,
                              f"use one of {', '.join(IMAGE_SUFFIXES)} or a DICOM folder")
+        check_image_file(path, case_id, column)
         image = sitk.ReadImage(path)
     except InputError:
         raise
@@ -168,6 +367,7 @@ def read_segmentation(path, case_id=None, column="seg", ct_paths=None):
     if os.path.isdir(path) or not _has_image_suffix(path):
         raise InputError(f"unsupported segmentation file: {path}", case_id, column,
                          "use a labelmap (.nrrd, .nii.gz, .mha) or a Slicer .seg.nrrd")
+    check_image_file(path, case_id, column, components=256)  # a .seg.nrrd stores one layer per component
     try:
         image = sitk.ReadImage(path)
     except RuntimeError as exc:

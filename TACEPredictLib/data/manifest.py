@@ -299,18 +299,106 @@ def is_synthetic(manifest_path):
     return os.path.isfile(os.path.join(os.path.dirname(os.path.abspath(manifest_path)), "cohort.json"))
 
 
+def _header_name(name):
+    """A header as the manifest reads it: stray spaces removed; a known column (or seg_rN) in any capitals and
+    with spaces or hyphens for underscores takes its documented name (``' Age'`` -> ``age``, ``Case ID`` ->
+    ``case_id``); other columns keep their capitals."""
+    text = str(name).strip()
+    key = re.sub(r"[\s\-]+", "_", text).lower()
+    if key in COLUMNS or EXTRA_SEG_PATTERN.match(key):
+        return key
+    return text
+
+
+# Delimiters a manifest may use: comma (the documented one), semicolon (European Excel's "CSV", whose numbers
+# have decimal commas) and tab.
+_DELIMITERS = (",", ";", "\t")
+_DECIMAL_COMMA = re.compile(r"^\s*[+-]?\d+,\d+\s*$")
+
+
 def _read_csv(path):
+    """The manifest's table (every cell text, empty cells NA), with ``table.attrs["notes"]``: what was read in
+    a non-standard way. Reads comma-, semicolon- (decimal commas become points) and tab-separated files;
+    refuses an Excel workbook, duplicate columns and an empty file with what to do."""
     if not os.path.isfile(path):
         raise InputError(f"manifest not found: {path}", fix="give the path of the cohort manifest CSV")
+    with open(path, "rb") as handle:
+        start = handle.read(8)
+    if start.startswith(b"PK\x03\x04") or start.startswith(b"\xd0\xcf\x11\xe0"):
+        raise InputError(f"{path} is an Excel workbook ({'.xlsx' if start.startswith(b'PK') else '.xls'}) with a "
+                         ".csv name, not a CSV file", fix="in Excel: File > Save As > 'CSV UTF-8 (comma delimited)'")
     try:
-        return pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
-    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise InputError(f"cannot parse {path} as CSV ({exc})", fix="save the manifest as UTF-8 CSV") from None
+        with open(path, encoding="utf-8-sig", newline="") as handle:
+            first = handle.readline()
+    except UnicodeDecodeError:
+        raise InputError(f"{path} is not UTF-8 text", fix="save the manifest as UTF-8 CSV "
+                                                          "(in Excel: 'CSV UTF-8')") from None
+    if not first.strip():
+        raise InputError(f"{path} is empty or starts with an empty line", fix="the first line must be the "
+                                                                                "column names, starting with case_id")
+    import csv
+    headers = {d: next(csv.reader([first], delimiter=d)) for d in _DELIMITERS}
+    known = {d: sum(_header_name(h) in COLUMNS for h in cells) for d, cells in headers.items()}
+    delimiter = max(_DELIMITERS, key=lambda d: (known[d], len(headers[d]), d == ","))
+    names = [_header_name(h) for h in headers[delimiter]]
+    notes = []
+    seen = {}
+    for position, name in enumerate(names, 1):
+        if name == "":
+            raise InputError(f"column {position} of {path} has no name", fix="name every column, or delete the "
+                                                                              "empty column")
+        if name in seen:
+            raise InputError(f"{path} has the column '{name}' twice (columns {seen[name]} and {position})",
+                             column=name, fix="keep one of them (rename the other if it is another quantity)")
+        seen[name] = position
+    renamed = [(raw, name) for raw, name in zip(headers[delimiter], names) if raw != name]
+    if renamed:
+        notes.append("column names read as " + ", ".join(f"'{raw}' -> '{name}'" for raw, name in renamed))
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as handle:
+            for line, cells in enumerate(csv.reader(handle, delimiter=delimiter), 1):
+                if len(cells) > len(names) and any(c.strip() for c in cells[len(names):]):
+                    raise InputError(f"row {line} of {path} has {len(cells)} cells but the header names "
+                                     f"{len(names)} columns", fix="remove the extra cells, or add the missing column "
+                                     "name (a comma inside a value needs quotes)")
+        import warnings
+        with warnings.catch_warnings():  # trailing empty cells (checked above) are dropped
+            warnings.simplefilter("ignore", pd.errors.ParserWarning)
+            table = pd.read_csv(path, sep=delimiter, dtype=str, keep_default_na=False, na_values=[""],
+                                encoding="utf-8-sig", header=0, names=names, index_col=False)
+    except InputError:
+        raise
+    except (pd.errors.ParserError, UnicodeDecodeError, ValueError, csv.Error) as exc:
+        detail = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        raise InputError(f"cannot parse {path} as CSV ({detail})",
+                         fix="save the manifest as UTF-8 CSV with the same number of cells in every row") from None
+    if delimiter == ";":
+        converted = 0
+        for column in table.columns:
+            values = table[column]
+            mask = values.notna() & values.astype(str).str.match(_DECIMAL_COMMA)
+            if mask.any():
+                table.loc[mask, column] = values[mask].str.replace(",", ".", regex=False).str.strip()
+                converted += int(mask.sum())
+        notes.append("read as semicolon-separated (European Excel CSV)"
+                     + (f"; {converted} number(s) with a decimal comma read with a decimal point" if converted else ""))
+    elif delimiter == "\t":
+        notes.append("read as tab-separated")
+    table.attrs["notes"] = notes
+    return table
 
 
 def read_manifest(path):
-    """Read and normalise a manifest; raises InputError listing every table-level error."""
-    table, problems = check_table(_read_csv(path))
+    """Read and normalise a manifest; raises InputError listing every table-level error. What was read in a
+    non-standard way (a semicolon file, renamed headers) is an InputWarning."""
+    raw = _read_csv(path)
+    if raw.attrs.get("notes"):
+        import warnings
+
+        from .. import InputWarning
+        for note in raw.attrs["notes"]:
+            warnings.warn(f"{path}: {note}", InputWarning, stacklevel=2)
+    table, problems = check_table(raw)
     errors = [p for p in problems if p.severity == "error"]
     if errors:
         lines = "\n".join(str(p) for p in errors)
@@ -373,8 +461,9 @@ def validate_manifest(path, check_images=True, progress=None):
     try:
         raw = _read_csv(path)
     except InputError as exc:
-        return [Problem("error", None, None, exc.problem, exc.fix or "")]
+        return [Problem("error", None, exc.column, exc.problem, exc.fix or "")]
     table, problems = check_table(raw)
+    problems = [Problem("warning", None, None, note) for note in raw.attrs.get("notes", [])] + problems
     if any(p.column == "case_id" and p.case_id is None for p in problems) or "case_id" not in table.columns:
         return problems
     if check_images:

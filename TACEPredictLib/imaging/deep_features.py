@@ -161,7 +161,15 @@ def imagenet_checkpoint(name, download=True):
                              fix=f"download {url} there, or use a local checkpoint file")
         os.makedirs(folder, exist_ok=True)
         print(f"downloading {url} -> {path}", file=sys.stderr)
-        torch.hub.download_url_to_file(url, path, hash_prefix=expected, progress=True)
+        try:
+            torch.hub.download_url_to_file(url, path, hash_prefix=expected, progress=True)
+        except (OSError, RuntimeError) as exc:  # URLError (offline, proxy), timeouts, a hash mismatch
+            reason = getattr(exc, "reason", None) or exc
+            raise InputError(f"the ImageNet weights of {name} could not be downloaded ({reason}); this computer "
+                             "seems to be offline or behind a proxy", column="--weights",
+                             fix=f"on a computer with internet access download {url} and copy it to {path} (or set "
+                                 "TORCH_HOME to a folder holding checkpoints/); or give the file with --weights "
+                                 "FILE; or use --weights random (untrained features, for testing only)") from None
     actual = sha256_file(path)
     if not actual.startswith(expected):
         raise InputError(f"checksum mismatch for {path}: SHA-256 {actual[:12]}..., expected {expected}...",

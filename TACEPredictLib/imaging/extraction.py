@@ -3,18 +3,25 @@
 ``extract_cohort`` runs every case (in local worker processes, or on a Dask cluster), caches each finished
 case under ``OUT/cache`` keyed by the SHA-256 of its input files and of the settings (a re-run recomputes
 nothing; changed settings or files recompute; a killed run resumes where it stopped), records each failed
-case with its reason in ``failures.csv`` and carries on. Every output is written atomically.
+case with its reason in ``failures.csv`` and carries on.
 
 Outputs in OUT: ``features.parquet`` and ``features.csv`` (columns case_id, phase, reader, family, feature,
-value, weights), ``failures.csv``, ``registration.csv``, ``icc.csv`` and ``extraction.json``.
+value, weights), ``failures.csv``, ``registration.csv``, ``icc.csv`` and ``extraction.json``, written as one
+unit with ``run.json`` (``outputs.Outputs``): a run that stops (disk full, killed) leaves the previous run's
+files as they were, never a mixture. Cache entries are named by ``outputs.file_names`` (unique, also
+case-insensitively, for IDs that sanitise alike); an unreadable cache entry is recomputed and reported. A lock
+file stops a second run on the same OUT; worker processes end with the run that started them.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import multiprocessing
 import os
+import sys
+import threading
 import time
 import traceback
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -27,6 +34,16 @@ from .. import RESEARCH_USE_NOTICE, SYNTHETIC_DATA_NOTICE, InputError, __version
 from ..data.images import sha256_file
 from ..data.manifest import Manifest, is_synthetic, read_manifest
 from ..data.dicom import reference_exists
+from ..outputs import OutputLock, Outputs, file_names, inside, refuse_own_input
+
+# The files one run writes into OUT (run.json lists those of the last run).
+OUTPUT_FILES = ("features.parquet", "features.csv", "features_other_readers.parquet", "failures.csv", "patches.csv",
+                "registration.csv", "icc.csv", "extraction.json")
+# Settings that make two extractions' features differ (a previous OUT with others is replaced only when asked).
+RESULT_SETTINGS = ("phases", "register", "radiomics", "radiomics_params", "radiomics_engine", "deep", "weights", "sampling",
+                   "normalisation", "patches")
+# errno values that stop the whole run (every later case would fail the same way).
+_FATAL_ERRNO = {errno.ENOSPC, errno.EDQUOT, errno.EROFS}
 
 FEATURE_COLUMNS = ["case_id", "phase", "reader", "family", "feature", "value", "weights"]
 FAILURE_COLUMNS = ["case_id", "column", "error", "fix"]
@@ -91,6 +108,31 @@ def _write_atomic(path, write):
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+# -------------------------------------------------------------------------------- workers end with the run
+
+def _end_with_parent(parent_pid):
+    """Worker initialiser: the worker dies with the process that started it (a killed ``extract`` must not
+    leave workers computing, ~0.5 GB each). Linux: the kernel's parent-death signal (prctl PR_SET_PDEATHSIG);
+    everywhere: a thread that exits when the parent is gone (checked every second)."""
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+            import signal
+            ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG = 1
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent_pid:  # the parent died before the signal was armed
+        os._exit(1)
+
+    def watch():
+        from ..outputs import _alive
+        while True:
+            time.sleep(1.0)
+            if os.getppid() != parent_pid or not _alive(parent_pid):
+                os._exit(1)
+    threading.Thread(target=watch, name="tacepredict-parent-watch", daemon=True).start()
 
 
 # ------------------------------------------------------------------------------------------ one case
@@ -247,6 +289,14 @@ def _run_task(task):
     except InputError as exc:
         return {"case_id": case_id, "status": "failed", "column": exc.column or "", "error": exc.problem,
                 "fix": exc.fix or ""}
+    except OSError as exc:
+        from ..errors import one_line, os_errno
+        code = os_errno(exc)
+        if code in _FATAL_ERRNO:  # disk full / read-only: stop the run, every other case would fail too
+            return {"case_id": case_id, "status": "fatal", "errno": code, "strerror": os.strerror(code),
+                    "filename": exc.filename or task["cache"]}
+        return {"case_id": case_id, "status": "failed", "column": "", "error": one_line(exc),
+                "fix": "check the case's files and the disk, then run the same command again"}
     except Exception as exc:  # an unexpected failure of one case must not stop the cohort
         last = traceback.format_exc().strip().splitlines()[-1]
         return {"case_id": case_id, "status": "failed", "column": "",
@@ -286,6 +336,7 @@ def _case_tasks(manifest, settings, out_dir):
     icc_count = min(settings.icc_cases, n)
     icc_rows = set(np.linspace(0, n - 1, icc_count).round().astype(int)) if icc_count >= 2 else set()
     columns = list(settings.phases) + ["seg"] + manifest.extra_seg_columns
+    names = file_names(manifest.table["case_id"].astype(str))
     tasks, failures = [], []
     for i, (_, row) in enumerate(manifest.table.iterrows()):
         case_id = str(row["case_id"])
@@ -309,16 +360,85 @@ def _case_tasks(manifest, settings, out_dir):
                     "seg_label": None if "seg_label" not in row.index or pd.isna(row["seg_label"])
                     else str(row["seg_label"])}
         key = hashlib.sha256(json.dumps(key_data, sort_keys=True).encode()).hexdigest()[:20]
-        safe_id = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in case_id)
         tasks.append({"case_id": case_id, "row": {k: (None if pd.isna(v) else v) for k, v in row.items()},
                       "root": manifest.root, "settings": asdict(settings), "with_readers": with_readers,
-                      "cache": os.path.join(cache_dir, f"{safe_id}.{key}")})
+                      "cache": inside(cache_dir, f"{names[case_id]}.{key}")})
     return tasks, failures
 
 
 def _is_cached(task):
     return (os.path.isfile(task["cache"] + ".parquet") and os.path.isfile(task["cache"] + ".json")
             and (not task["settings"]["patches"] or os.path.isfile(task["cache"] + ".patches.npz")))
+
+
+_CACHE_SUFFIXES = (".parquet", ".json", ".patches.npz")
+
+
+def _load_cached(task):
+    """A cached case's (features, meta), read completely; raises when any of its files is unreadable or not
+    this case's."""
+    import zipfile
+    with open(task["cache"] + ".json", encoding="utf-8") as handle:
+        meta = json.load(handle)
+    if not isinstance(meta, dict) or meta.get("case_id") != task["case_id"] or "registration" not in meta:
+        raise ValueError("its record belongs to another case or lacks the registration")
+    frame = pd.read_parquet(task["cache"] + ".parquet")
+    if list(frame.columns) != FEATURE_COLUMNS or (len(frame) and set(frame["case_id"]) != {task["case_id"]}):
+        raise ValueError("its feature table has other columns or another case")
+    if task["settings"]["patches"]:
+        with zipfile.ZipFile(task["cache"] + ".patches.npz") as archive:  # reads the central directory
+            if not archive.namelist():
+                raise ValueError("its patch file is empty")
+    return frame, meta
+
+
+def _check_cache(tasks):
+    """Split tasks into (cached {case_id: (features, meta)}, to compute, warnings): an entry that cannot be
+    read completely is deleted and recomputed, and said so."""
+    cached, todo, notes = {}, [], []
+    for task in tasks:
+        if not _is_cached(task):
+            todo.append(task)
+            continue
+        try:
+            cached[task["case_id"]] = _load_cached(task)
+        except Exception as exc:  # noqa: BLE001 - any damage means: compute again
+            for suffix in _CACHE_SUFFIXES:
+                try:
+                    os.remove(task["cache"] + suffix)
+                except FileNotFoundError:
+                    pass
+            notes.append(f"case {task['case_id']}: its cache entry {os.path.basename(task['cache'])} was unreadable "
+                         f"({type(exc).__name__}: {str(exc)[:120]}); computed again")
+            todo.append(task)
+    return cached, todo, notes
+
+
+def previous_settings_differ(out_dir, manifest_path, settings):
+    """A sentence when ``out_dir`` holds the result of an extraction from another manifest or with settings
+    that change feature values (replacing it asks for --overwrite), else None. Device, threads and the ICC
+    case count do not count; a rerun that resumes or adds cases is not a replacement."""
+    path = os.path.join(out_dir, "extraction.json")
+    if not os.path.isfile(path):
+        return None
+    try:
+        with open(path, encoding="utf-8") as handle:
+            before = json.load(handle)
+        old = before.get("settings", {})
+    except (OSError, ValueError, AttributeError):
+        return None  # unreadable: nothing to protect, the run rewrites it
+    new = asdict(settings)
+    changed = [k for k in RESULT_SETTINGS if k in old and _comparable(old[k]) != _comparable(new[k])]
+    if changed:
+        return "other settings (" + ", ".join(f"{k} {old[k]!r} -> {new[k]!r}" for k in changed) + ")"
+    old_manifest = before.get("manifest")
+    if old_manifest and os.path.abspath(old_manifest) != os.path.abspath(manifest_path):
+        return f"another manifest ({old_manifest})"
+    return None
+
+
+def _comparable(value):
+    return list(value) if isinstance(value, (list, tuple)) else value
 
 
 def _run(tasks, workers, dask_address, threads, on_result):
@@ -337,7 +457,8 @@ def _run(tasks, workers, dask_address, threads, on_result):
         return
     # spawn, not fork: a forked child can hang on thread pools (OpenMP, ITK) the parent already started.
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_end_with_parent,
+                             initargs=(os.getpid(),)) as pool:
         pending = {pool.submit(_run_task, dict(task, threads=threads)) for task in tasks}
         try:
             while pending:
@@ -354,6 +475,19 @@ def extract_cohort(manifest_path, out_dir, settings=None, workers=None, dask_add
     """Extract features for every case of a manifest into ``out_dir``; see the module docstring."""
     settings = settings or ExtractionSettings()
     manifest = read_manifest(manifest_path)
+    for name in OUTPUT_FILES + ("run.json",):
+        refuse_own_input(os.path.join(out_dir, name), [manifest_path])
+    os.makedirs(out_dir, exist_ok=True)
+    with OutputLock(out_dir, f"extract {os.path.abspath(manifest_path)}") as lock:
+        result = _extract_locked(manifest, manifest_path, out_dir, settings, workers, dask_address, progress)
+    if lock.taken_over:
+        held = lock.taken_over
+        result.warnings.insert(0, f"a lock left by pid {held.get('pid')} (started {held.get('started')}, no longer "
+                                  "running) was taken over")
+    return result
+
+
+def _extract_locked(manifest, manifest_path, out_dir, settings, workers, dask_address, progress):
     missing = [p for p in settings.phases if p not in manifest.table.columns]
     if missing:
         raise InputError(f"the manifest has no column {', '.join(missing)}", column=missing[0],
@@ -370,8 +504,8 @@ def extract_cohort(manifest_path, out_dir, settings=None, workers=None, dask_add
     threads = settings.threads or max(1, cores // workers)
 
     tasks, failures = _case_tasks(manifest, settings, out_dir)
-    cached = [t for t in tasks if _is_cached(t)]
-    todo = [t for t in tasks if not _is_cached(t)]
+    cached_data, todo, notes = _check_cache(tasks)
+    cached = [t for t in tasks if t["case_id"] in cached_data]
     total = len(manifest)
     done = len(failures) + len(cached)
     computed = []
@@ -380,6 +514,8 @@ def extract_cohort(manifest_path, out_dir, settings=None, workers=None, dask_add
 
     def on_result(result):
         nonlocal done
+        if result["status"] == "fatal":
+            raise OSError(result["errno"], result["strerror"], result["filename"])
         done += 1
         if result["status"] == "ok":
             computed.append(result["case_id"])
@@ -389,21 +525,26 @@ def extract_cohort(manifest_path, out_dir, settings=None, workers=None, dask_add
             progress(done, total)
 
     _run(todo, workers, dask_address, threads, on_result)
-    return _assemble(manifest, manifest_path, out_dir, settings, tasks, failures, computed,
-                     [t["case_id"] for t in cached])
+    result = _assemble(manifest, manifest_path, out_dir, settings, tasks, failures, computed,
+                       [t["case_id"] for t in cached], cached_data)
+    result.warnings[:0] = notes
+    return result
 
 
-def _assemble(manifest, manifest_path, out_dir, settings, tasks, failures, computed, cached):
+def _assemble(manifest, manifest_path, out_dir, settings, tasks, failures, computed, cached, cached_data=None):
     from .reproducibility import ICC_FORM, ICC_THRESHOLD, icc_table
 
     failed = {f["case_id"] for f in failures}
+    cached_data = cached_data or {}
     frames, registration, provenance, patch_index = [], [], {}, []
     for task in tasks:
         if task["case_id"] in failed or not _is_cached(task):
             continue
-        frames.append(pd.read_parquet(task["cache"] + ".parquet"))
-        with open(task["cache"] + ".json") as handle:
-            meta = json.load(handle)
+        if task["case_id"] in cached_data:
+            frame, meta = cached_data[task["case_id"]]
+        else:
+            frame, meta = _load_cached(task)
+        frames.append(frame)
         registration += meta["registration"]
         provenance.update(meta["provenance"])
         if settings.patches:
@@ -412,26 +553,9 @@ def _assemble(manifest, manifest_path, out_dir, settings, tasks, failures, compu
     features = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=FEATURE_COLUMNS)
     failures_table = pd.DataFrame(failures, columns=FAILURE_COLUMNS)
 
-    icc = None
     readers = features["reader"].unique() if len(features) else []
-    if len(readers) > 1:
-        icc = icc_table(features, threshold=ICC_THRESHOLD)
-        _write_atomic(os.path.join(out_dir, "icc.csv"), lambda p: icc.to_csv(p, index=False))
-
+    icc = icc_table(features, threshold=ICC_THRESHOLD) if len(readers) > 1 else None
     main = features[features["reader"] == MAIN_READER]
-    _write_atomic(os.path.join(out_dir, "features.parquet"), lambda p: main.to_parquet(p, index=False))
-    _write_atomic(os.path.join(out_dir, "features.csv"), lambda p: main.to_csv(p, index=False))
-    if len(readers) > 1:
-        others = features[features["reader"] != MAIN_READER]
-        _write_atomic(os.path.join(out_dir, "features_other_readers.parquet"),
-                      lambda p: others.to_parquet(p, index=False))
-    _write_atomic(os.path.join(out_dir, "failures.csv"), lambda p: failures_table.to_csv(p, index=False))
-    if settings.patches:
-        _write_atomic(os.path.join(out_dir, "patches.csv"),
-                      lambda p: pd.DataFrame(patch_index, columns=["case_id", "file"]).to_csv(p, index=False))
-    _write_atomic(os.path.join(out_dir, "registration.csv"),
-                  lambda p: pd.DataFrame(registration).to_csv(p, index=False))
-
     warnings = [p["warning"] for p in provenance.values() if p.get("warning")]
     synthetic = is_synthetic(manifest_path)
     summary = {
@@ -440,6 +564,7 @@ def _assemble(manifest, manifest_path, out_dir, settings, tasks, failures, compu
         "warnings": warnings,
         "tacepredict_version": __version__,
         "settings": asdict(settings),
+        "manifest": os.path.abspath(manifest_path),
         "cases": len(manifest), "succeeded": len(manifest) - len(failures), "failed": len(failures),
         "computed_now": len(computed), "from_cache": len(cached),
         "features_per_case": int(main.groupby("case_id").size().median()) if len(main) else 0,
@@ -452,7 +577,21 @@ def _assemble(manifest, manifest_path, out_dir, settings, tasks, failures, compu
             "kept_by_family": {str(k): int(v) for k, v in icc[icc["kept"]].groupby("family").size().items()},
         },
     }
-    _write_atomic(os.path.join(out_dir, "extraction.json"), lambda p: _dump_json(summary, p))
+    # One unit: every file is written into a staging folder first; only when all are written do they replace
+    # the previous run's (a full disk leaves the previous files as they were).
+    with Outputs(out_dir, "extract", known=OUTPUT_FILES) as outputs:
+        if icc is not None:
+            icc.to_csv(outputs.path("icc.csv"), index=False)
+        main.to_parquet(outputs.path("features.parquet"), index=False)
+        main.to_csv(outputs.path("features.csv"), index=False)
+        if len(readers) > 1:
+            features[features["reader"] != MAIN_READER].to_parquet(
+                outputs.path("features_other_readers.parquet"), index=False)
+        failures_table.to_csv(outputs.path("failures.csv"), index=False)
+        if settings.patches:
+            pd.DataFrame(patch_index, columns=["case_id", "file"]).to_csv(outputs.path("patches.csv"), index=False)
+        pd.DataFrame(registration).to_csv(outputs.path("registration.csv"), index=False)
+        _dump_json(summary, outputs.path("extraction.json"))
     return ExtractionResult(out_dir, main, failures_table, computed, cached, icc, warnings)
 
 
@@ -471,3 +610,69 @@ def wide_features(features, phases=None, families=None, kept=None):
     wide = table.assign(name=names).pivot_table(index="case_id", columns="name", values="value", aggfunc="first")
     wide.columns.name = None
     return wide
+
+
+# ------------------------------------------------------------- a model's features against its training record
+
+# Which recorded extraction settings change what a model reads, by what it reads (registry.ModelSpec.needs).
+SETTINGS_READ_BY = {"radiomics": ("phases", "register", "radiomics_params"),
+                    "deep": ("phases", "register", "weights", "sampling", "normalisation"),
+                    "patches": ("phases", "register")}
+
+
+def _same_setting(key, recorded, used):
+    if key == "phases":  # extra phases do no harm: the model reads its own
+        return set(recorded or ()) <= set(used or ())
+    if key == "radiomics_params":
+        from .radiomics import resolve_params
+        try:
+            return os.path.realpath(resolve_params(recorded)) == os.path.realpath(resolve_params(used))
+        except Exception:  # noqa: BLE001 - a preset or file that no longer resolves: compare the names
+            return (recorded or "ct") == (used or "ct")
+    return recorded == used
+
+
+def extract_command(record, manifest="MANIFEST", out="FEATURES_FOLDER"):
+    """The ``tacepredict extract`` command line that reproduces the extraction settings ``record``."""
+    parts = ["tacepredict extract", f"--manifest {manifest}", f"--out {out}"]
+    if record.get("phases"):
+        parts.append("--phases " + ",".join(record["phases"]))
+    if record.get("register"):
+        parts.append(f"--register {record['register']}")
+    if record.get("radiomics_params"):
+        parts.append(f"--radiomics-params {record['radiomics_params']}")
+    if "deep" in record:
+        parts.append("--deep " + (",".join(record["deep"]) or "none"))
+    for key in ("weights", "sampling", "normalisation"):
+        if record.get(key):
+            parts.append(f"--{key} {record[key]}")
+    return " ".join(parts)
+
+
+def check_features_match(record, features_dir, needs, manifest="MANIFEST"):
+    """InputError when the features in ``features_dir`` were extracted with other settings than ``record`` (a
+    bundle's ``training.feature_extraction``) in what the model reads (``needs``). Nothing to compare (no
+    record, or an extraction folder without ``extraction.json``) passes: older folders and hand-made tables."""
+    if not record or not features_dir or not needs:
+        return
+    path = os.path.join(features_dir, "extraction.json")
+    if not os.path.isfile(path):
+        return
+    try:
+        with open(path, encoding="utf-8") as handle:
+            used = json.load(handle)["settings"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise InputError(f"{path} is damaged ({type(exc).__name__})", column="--features",
+                         fix="run `tacepredict extract` into this folder again") from None
+    keys = []
+    for need in needs:
+        keys += [k for k in SETTINGS_READ_BY.get(need, ()) if k not in keys]
+    if "radiomics" in needs and used.get("radiomics") is False:
+        raise InputError(f"the model reads radiomics, which {features_dir} was extracted without",
+                         column="--features", fix=extract_command(record, manifest))
+    differ = [k for k in keys if k in record and not _same_setting(k, record[k], used.get(k))]
+    if differ:
+        what = ", ".join(f"{k}: model {record[k]!r}, features {used.get(k)!r}" for k in differ)
+        raise InputError(f"the features in {features_dir} were extracted with other settings than the model was "
+                         f"trained on ({what}); its predictions would be wrong", column="--features",
+                         fix="extract with the model's settings: " + extract_command(record, manifest))

@@ -110,7 +110,13 @@ def _largest_inside_square(mask2d):
 
 def inside_patches(volumes, mask, size=224, neighbours=1, min_side=6):
     """(b) On the largest slice and its ``neighbours`` slices either side: the largest square entirely inside
-    the ROI (at least ``min_side`` pixels), resized to ``size`` x ``size``. One patch per usable slice."""
+    the ROI (at least ``min_side`` pixels), resized to ``size`` x ``size``. One patch per usable slice.
+
+    A thin or irregular lesion in which no ``min_side`` square fits on those slices (a rim, a band one or two
+    pixels wide) degrades to one patch: the largest square that does fit on any of its slices (at least one
+    pixel, as every non-empty lesion has one), on the slice where that square is largest; such a patch is
+    (nearly) uniform, so its features describe the lesion's mean attenuation only. Its ``kind`` is
+    ``inside-small``. Every lesion ``validate`` accepts therefore yields patches."""
     stack = _stack(volumes)
     mask = np.asarray(mask, bool)
     z0 = largest_slice(mask)
@@ -122,7 +128,14 @@ def inside_patches(volumes, mask, size=224, neighbours=1, min_side=6):
         cut = stack[:, z, row0:row0 + side, col0:col0 + side]
         patches.append(Patch(resize(cut, size), z, (row0, col0, row0 + side, col0 + side), "inside"))
     if not patches:
-        raise ValueError(f"no square of {min_side}x{min_side} pixels fits inside the lesion")
+        best = (0, None, None)
+        for z in np.nonzero(slice_areas(mask))[0]:
+            row0, col0, side = _largest_inside_square(mask[z])
+            if side > best[0]:
+                best = (side, int(z), (row0, col0))
+        side, z, (row0, col0) = int(best[0]), best[1], (int(best[2][0]), int(best[2][1]))
+        cut = stack[:, z, row0:row0 + side, col0:col0 + side]
+        patches.append(Patch(resize(cut, size), z, (row0, col0, row0 + side, col0 + side), "inside-small"))
     return patches
 
 

@@ -4,21 +4,32 @@
   summary, metrics, seed, provenance text, and the SHA-256 of every other file in the bundle.
 - ``params.json``: the fitted parameters as JSON (coefficients, levels, means, baseline hazard, cut-offs).
 - ``weights.safetensors`` (networks only): arrays in the safetensors format (no pickle).
+- ``checksums.sha256``: the SHA-256 of every other file of the folder, ``model.json`` included, in the format
+  ``sha256sum -c`` reads (written last, by ``seal_bundle``).
+- ``checksums.sha256.sig`` (optional): an Ed25519 signature of ``checksums.sha256`` (``models.signing``).
 
 ``load_bundle`` refuses, with a message saying what to do, a folder that is not a bundle, a bundle written by
-a newer format or an incompatible library version, and any file whose checksum does not match.
+a newer format or an incompatible library version, any file whose checksum does not match, a malformed file
+(bad JSON, missing keys, wrong types: an InputError naming the file) and numeric parameters that are not
+finite or do not fit together (``validate_params``). Checksums catch corruption, not forgery: whoever can
+edit a file can rewrite its checksum. A bundle is unsigned unless it carries a signature, which is checked
+when a public key is given. Bundles written before ``checksums.sha256`` existed still load, with a warning
+that their ``model.json`` was not protected.
 """
 
 from __future__ import annotations
 
 import datetime
 import json
+import math
 import os
 import platform
+import re
+import warnings
 
 import numpy as np
 
-from .. import InputError, RESEARCH_USE_NOTICE, SYNTHETIC_DATA_NOTICE, __version__
+from .. import InputError, InputWarning, RESEARCH_USE_NOTICE, SYNTHETIC_DATA_NOTICE, __version__
 from ..data.images import sha256_file
 
 FORMAT = "tacepredict-model"
@@ -26,6 +37,10 @@ FORMAT_VERSION = 1
 PARAMS_FILE = "params.json"
 WEIGHTS_FILE = "weights.safetensors"
 MANIFEST_FILE = "model.json"
+CHECKSUMS_FILE = "checksums.sha256"
+SIGNATURE_FILE = "checksums.sha256.sig"
+UNSIGNED = ("unsigned: checksums.sha256 detects damaged or changed files, not forgery (anyone who edits a file "
+            "can rewrite its checksum); a signature (tacepredict sign-bundle) and --public-key prove the origin")
 
 
 def _library_versions():
@@ -94,10 +109,53 @@ def save_bundle(directory, task, kind, params, training, metrics=None, tensors=N
         "seed": seed, "settings": settings or {}, "training": training, "metrics": metrics or {},
         "library_versions": _library_versions(), "files": files,
         "notice": RESEARCH_USE_NOTICE + (" " + SYNTHETIC_DATA_NOTICE if training.get("synthetic") else ""),
+        "integrity": UNSIGNED,
     }
     info["provenance"] = provenance_text(info)
     _write_json(os.path.join(directory, MANIFEST_FILE), info)
+    seal_bundle(directory)
     return info
+
+
+def _bundle_files(directory):
+    return sorted(name for name in os.listdir(directory)
+                  if os.path.isfile(os.path.join(directory, name)) and name not in (CHECKSUMS_FILE, SIGNATURE_FILE)
+                  and not name.startswith("."))
+
+
+def seal_bundle(directory):
+    """Write ``checksums.sha256`` over every file of the bundle folder (call again after adding a file); a
+    signature of the previous checksums no longer applies and is removed."""
+    lines = [f"{sha256_file(os.path.join(directory, name))}  {name}\n" for name in _bundle_files(directory)]
+    path = os.path.join(directory, CHECKSUMS_FILE)
+    with open(path + ".tmp", "w", encoding="utf-8") as handle:
+        handle.writelines(lines)
+    os.replace(path + ".tmp", path)
+    signature = os.path.join(directory, SIGNATURE_FILE)
+    if os.path.exists(signature):
+        os.remove(signature)
+    return path
+
+
+def read_checksums(directory):
+    """{file name: SHA-256} of ``checksums.sha256``, or None for a bundle written before it existed."""
+    path = os.path.join(directory, CHECKSUMS_FILE)
+    if not os.path.isfile(path):
+        return None
+    sums = {}
+    try:
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read {path} ({type(exc).__name__})", column="--model",
+                         fix="re-copy the whole bundle folder") from None
+    for number, line in enumerate(text.splitlines(), 1):
+        match = re.fullmatch(r"([0-9a-f]{64}) [ *]([^/\\]+)", line.strip())
+        if not match or match.group(2) in (".", ".."):
+            raise InputError(f"{path} line {number} is not '<sha256>  <file name>'", column="--model",
+                             fix="re-copy the whole bundle folder")
+        sums[match.group(2)] = match.group(1)
+    return sums
 
 
 def read_info(directory):
@@ -106,12 +164,8 @@ def read_info(directory):
     if not os.path.isfile(path):
         raise InputError(f"{directory} is not a TACEPredict model bundle (no {MANIFEST_FILE})", column="--model",
                          fix="give the folder that `tacepredict train --out` wrote")
-    try:
-        with open(path, encoding="utf-8") as handle:
-            info = json.load(handle)
-    except (OSError, ValueError) as exc:
-        raise InputError(f"cannot read {path} ({exc})", column="--model", fix="re-train or re-copy the bundle") from None
-    if info.get("format") != FORMAT:
+    info = _read_json(path)
+    if not isinstance(info, dict) or info.get("format") != FORMAT:
         raise InputError(f"{path} is not a TACEPredict model manifest", column="--model",
                          fix="give the folder that `tacepredict train --out` wrote")
     if info.get("format_version", 0) > FORMAT_VERSION:
@@ -122,26 +176,125 @@ def read_info(directory):
         raise InputError(f"the model was trained with TACEPredict {trained_with}, incompatible with this "
                          f"{__version__}", column="--model",
                          fix=f"re-train it with TACEPredict {__version__}, or install TACEPredict {trained_with}")
+    _check_types(info, path)
     return info
 
 
-def load_bundle(directory):
-    """``(info, params, tensors)`` of a bundle after checking every file's SHA-256; tensors may be None."""
-    info = read_info(directory)
-    for name, digest in info.get("files", {}).items():
+def _read_json(path):
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle)
+    except (OSError, ValueError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        detail = f"line {exc.lineno}: {exc.msg}" if isinstance(exc, json.JSONDecodeError) else type(exc).__name__
+        raise InputError(f"{path} is damaged ({detail})", column="--model",
+                         fix="re-copy the whole bundle folder, or re-train the model") from None
+
+
+# Keys of model.json and their types: a bundle without them, or with other types, is malformed.
+_INFO_TYPES = {"task": str, "kind": str, "files": dict, "training": dict, "library_versions": dict,
+               "provenance": str}
+
+
+def _check_types(info, path):
+    for key, kind in _INFO_TYPES.items():
+        if key not in info:
+            raise InputError(f"{path} has no '{key}'", column="--model", fix="re-copy or re-train the bundle")
+        if not isinstance(info[key], kind):
+            raise InputError(f"'{key}' in {path} is a {type(info[key]).__name__}, not a {kind.__name__}",
+                             column="--model", fix="re-copy or re-train the bundle")
+    for name, digest in info["files"].items():
+        if not isinstance(digest, str) or "/" in name or "\\" in name or name in (".", ".."):
+            raise InputError(f"'files' in {path} lists '{name}', which is not a file of the bundle", column="--model",
+                             fix="re-copy or re-train the bundle")
+
+
+# Parts of params.json that describe the fit (tables, training history, summaries) and may hold NaN, e.g. a
+# p-value of a covariate that could not be fitted; every other number takes part in predictions.
+DESCRIPTIVE_KEYS = {"hazard_ratios", "extra", "info", "history", "training", "univariate", "backbone_weights",
+                    "backbone", "metrics"}
+# Lists that go together: same length wherever both are present.
+PAIRED_KEYS = (("covariates", "coef"), ("names", "mean"), ("names", "sd"), ("baseline_time_days", "baseline_cumhaz"))
+
+
+def validate_params(params, where=PARAMS_FILE):
+    """InputError when a number that predictions use is not finite (NaN, inf, or not a number where lists of
+    numbers are), or when paired lists differ in length; ``where`` names the file."""
+    def walk(value, path):
+        if isinstance(value, dict):
+            for a, b in PAIRED_KEYS:
+                if isinstance(value.get(a), list) and isinstance(value.get(b), list) and len(value[a]) != len(value[b]):
+                    raise InputError(f"{where}: {path or '/'} has {len(value[a])} '{a}' but {len(value[b])} '{b}'",
+                                     column="--model", fix="re-copy or re-train the bundle")
+            for key, item in value.items():
+                if key not in DESCRIPTIVE_KEYS:
+                    walk(item, f"{path}/{key}")
+        elif isinstance(value, list):
+            for index, item in enumerate(value):
+                walk(item, f"{path}[{index}]")
+        elif isinstance(value, float) and not math.isfinite(value):
+            raise InputError(f"{where}: {path} is {value}, not a finite number", column="--model",
+                             fix="the bundle is damaged or was trained on broken data: re-train it")
+    walk(params, "")
+
+
+def validate_tensors(tensors, where=WEIGHTS_FILE):
+    for name, array in (tensors or {}).items():
+        if np.issubdtype(array.dtype, np.floating) and not np.all(np.isfinite(array)):
+            raise InputError(f"{where}: array '{name}' holds NaN or infinite values", column="--model",
+                             fix="the bundle is damaged or its training diverged: re-train it")
+
+
+def _verify(directory, sums, source):
+    for name, digest in sums.items():
         path = os.path.join(directory, name)
         if not os.path.isfile(path):
-            raise InputError(f"the bundle lacks {name}", column="--model", fix="re-copy the whole bundle folder")
+            raise InputError(f"the bundle lacks {name}, which {source} lists", column="--model",
+                             fix="re-copy the whole bundle folder")
         if sha256_file(path) != digest:
-            raise InputError(f"{name} does not match the checksum in {MANIFEST_FILE}: the bundle was modified or "
-                             "damaged", column="--model", fix="re-copy or re-train the model")
-    if PARAMS_FILE not in info.get("files", {}):
+            raise InputError(f"{name} does not match the checksum in {source}: the bundle was modified or damaged",
+                             column="--model", fix="re-copy or re-train the model")
+
+
+def load_bundle(directory, public_key=None):
+    """``(info, params, tensors)`` of a bundle after checking every file's SHA-256 (and, with ``public_key``, a
+    PEM file, its signature); tensors may be None. ``info["integrity"]`` says what was checked."""
+    info = read_info(directory)
+    sums = read_checksums(directory)
+    if sums is None:
+        warnings.warn(f"{directory} was written before bundles had {CHECKSUMS_FILE}: its {MANIFEST_FILE} "
+                      "(provenance, training cohort, synthetic-data flag) is not protected by a checksum; "
+                      "re-save it with this TACEPredict to protect it", InputWarning, stacklevel=2)
+        integrity = f"{MANIFEST_FILE} unprotected (bundle written before {CHECKSUMS_FILE}); unsigned"
+    else:
+        missing = [name for name in (MANIFEST_FILE, PARAMS_FILE) if name not in sums]
+        if missing:
+            raise InputError(f"{CHECKSUMS_FILE} does not cover {missing[0]}", column="--model",
+                             fix="re-copy the whole bundle folder, or re-train the model")
+        _verify(directory, sums, CHECKSUMS_FILE)
+        integrity = "checksums verified; " + ("signed (signature not checked: no --public-key)"
+                                              if os.path.isfile(os.path.join(directory, SIGNATURE_FILE))
+                                              else "unsigned")
+    _verify(directory, info["files"], MANIFEST_FILE)
+    if public_key:
+        from .signing import verify_bundle
+        integrity = "checksums verified; " + verify_bundle(directory, public_key)
+    if PARAMS_FILE not in info["files"]:
         raise InputError(f"the bundle's {MANIFEST_FILE} lists no {PARAMS_FILE}", column="--model",
                          fix="re-train the model")
-    with open(os.path.join(directory, PARAMS_FILE), encoding="utf-8") as handle:
-        params = json.load(handle)
+    params = _read_json(os.path.join(directory, PARAMS_FILE))
+    if not isinstance(params, dict):
+        raise InputError(f"{os.path.join(directory, PARAMS_FILE)} holds a {type(params).__name__}, not the model's "
+                         "parameters", column="--model", fix="re-copy or re-train the bundle")
+    validate_params(params, os.path.join(directory, PARAMS_FILE))
     tensors = None
     if WEIGHTS_FILE in info["files"]:
         from safetensors.numpy import load_file
-        tensors = load_file(os.path.join(directory, WEIGHTS_FILE))
+        path = os.path.join(directory, WEIGHTS_FILE)
+        try:
+            tensors = load_file(path)
+        except Exception as exc:  # noqa: BLE001 - safetensors raises its own error types
+            raise InputError(f"{path} is damaged ({type(exc).__name__})", column="--model",
+                             fix="re-copy the whole bundle folder, or re-train the model") from None
+        validate_tensors(tensors, path)
+    info["integrity"] = integrity
     return info, params, tensors

@@ -16,7 +16,7 @@ import numpy as np
 from .. import InputError, InputWarning, RESEARCH_USE_NOTICE, SYNTHETIC_DATA_NOTICE
 from ..data.outcomes import (aggressive_label, complete_outcome_rows, is_objective, mrecist_label,
                              objective_response, survival_outcome)
-from .bundle import load_bundle, save_bundle
+from .bundle import PARAMS_FILE, load_bundle, save_bundle, seal_bundle
 from .initial_response import KINDS as CML  # the five radiomics classifiers
 
 PAPERS = {
@@ -203,19 +203,28 @@ def save(model, directory, data, seed, settings=None, metrics=None, input_warnin
     for name, table in model.tables().items():
         if len(table):
             table.to_csv(os.path.join(directory, f"{name}.csv"), index=False)
+    seal_bundle(directory)  # the tables too
     model.provenance, model.notice = info["provenance"], info["notice"]
     return info
 
 
-def load(directory):
-    """A model from its bundle, with its provenance and notice attached to every prediction."""
-    info, params, tensors = load_bundle(directory)
+def load(directory, public_key=None):
+    """A model from its bundle, with its provenance and notice attached to every prediction; ``public_key``
+    (a PEM file): the bundle's signature must verify with it."""
+    info, params, tensors = load_bundle(directory, public_key=public_key)
     try:
         spec = model_spec(info["task"], info["kind"])
     except InputError:
         raise InputError(f"model kind '{info['kind']}' of task '{info['task']}' is unknown to this TACEPredict",
                          column="--model", fix="upgrade TACEPredict") from None
-    model = spec.cls.from_params(params, tensors)
+    try:
+        model = spec.cls.from_params(params, tensors)
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
+        if isinstance(exc, InputError):
+            raise
+        what = f"lacks {exc}" if isinstance(exc, KeyError) else f"does not fit the {info['kind']} model ({exc})"
+        raise InputError(f"{os.path.join(directory, PARAMS_FILE)} {what}", column="--model",
+                         fix="re-copy the whole bundle folder, or re-train the model") from None
     model.provenance = info["provenance"]
     model.notice = info.get("notice") or (RESEARCH_USE_NOTICE + (" " + SYNTHETIC_DATA_NOTICE
                                                                   if info["training"].get("synthetic") else ""))
@@ -252,6 +261,7 @@ def train_bundle(task, kind, data, out_dir, seed=0, **options):
         if spec.kind == "csd":
             from ..stats.reports import plot_logistic_nomogram
             plot_logistic_nomogram(model, os.path.join(out_dir, "nomogram.png"), model.notice)
+            seal_bundle(out_dir)  # the figure too
         return model, info
     labelled = data.subset(complete_outcome_rows(data.table, "os"))
     time, event = survival_outcome(labelled.table, "os")
@@ -264,6 +274,7 @@ def train_bundle(task, kind, data, out_dir, seed=0, **options):
     if spec.kind in ("nomogram", "clinical-cox"):
         from ..stats.reports import plot_nomogram
         plot_nomogram(model, os.path.join(out_dir, "nomogram.png"), model.notice)
+    seal_bundle(out_dir)  # the figure too
     return model, info
 
 

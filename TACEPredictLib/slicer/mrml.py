@@ -427,47 +427,67 @@ def save_scene(scene, folder, name):
     return path
 
 
-def run_cohort(manifest_path, bundles, out_dir, cases=None, device="auto", heatmaps=True, log=print):
+def run_cohort(manifest_path, bundles, out_dir, cases=None, device="auto", heatmaps=True, log=print,
+               overwrite=False):
     """The headless batch: every case of a manifest loaded into its own scene, predicted with ``run_case``,
     saved as ``<out_dir>/<case>/<case>.mrml`` (openable in Slicer), and one cohort table
     ``cohort_results.csv``. A case that fails is recorded in ``failures.csv`` and the others carry on.
-    Returns ``(results, failures)``."""
+    Returns ``(results, failures)``.
+
+    Case folders are named by ``outputs.file_names`` (an ID such as ``../x`` or ``/abs`` cannot leave
+    ``out_dir``; IDs that sanitise alike get distinct folders); each case's folder is written elsewhere and
+    renamed into place when complete; the two tables are written as one unit (``outputs.Outputs``); a lock
+    stops a second batch on ``out_dir``; a previous batch's results are replaced only with ``overwrite``."""
     import os
-    import traceback
+    import shutil
 
     import slicer
 
     from ..data.manifest import read_manifest
+    from ..errors import debug_enabled, one_line
+    from ..outputs import OutputLock, Outputs, file_names, inside, refuse_overwrite, replace_folder, staging_folder
     manifest = read_manifest(manifest_path)
+    refuse_overwrite(os.path.join(out_dir, "cohort_results.csv"), overwrite, "batch result")
+    names = file_names(manifest.case_ids)
+    wanted = [str(c) for c in (cases or manifest.case_ids)]
     os.makedirs(out_dir, exist_ok=True)
     results, failures = [], []
-    for case_id in cases or manifest.case_ids:
-        scene = slicer.vtkMRMLScene()
-        try:
-            nodes = load_case_nodes(scene, manifest, case_id)
-            seg = nodes["seg"]
-            is_segmentation = seg.IsA("vtkMRMLSegmentationNode")
-            phases = {column: nodes[column] for column in manifest.phases if column in nodes}
-            out = run_case(scene, phases, segmentation=seg if is_segmentation else None,
-                           segment_id=nodes["segment"], labelmap=None if is_segmentation else seg,
-                           label=nodes["segment"], clinical=manifest.row(case_id).to_dict(), bundles=bundles,
-                           case_id=case_id, heatmaps=heatmaps, device=device)
-            scene_path = save_scene(scene, os.path.join(out_dir, case_id), case_id)
-            results.append(out["results"].assign(scene=os.path.relpath(scene_path, out_dir)))
-            errors = out["results"]["error"].astype(bool).sum()
-            log(f"{case_id}: {len(out['results'])} model(s), {errors} failed, {out['timings']['total']:.1f} s")
-        except Exception as exc:  # noqa: BLE001 - recorded per case; the cohort carries on
-            error = str(exc)
-            failures.append({"case_id": case_id, "column": getattr(exc, "column", ""),
-                             "error": f"{type(exc).__name__}: {error}", "fix": getattr(exc, "fix", ""),
-                             "traceback": traceback.format_exc(limit=3)})
-            log(f"{case_id}: FAILED - {error}")
-        finally:
-            scene.Clear(1)
-    table = pd.concat(results, ignore_index=True) if results else pd.DataFrame(columns=["case_id"])
-    table.to_csv(os.path.join(out_dir, "cohort_results.csv"), index=False)
-    failed = pd.DataFrame(failures, columns=["case_id", "column", "error", "fix", "traceback"])
-    failed.to_csv(os.path.join(out_dir, "failures.csv"), index=False)
+    with OutputLock(out_dir, f"slicer_batch {os.path.abspath(manifest_path)}"):
+        for case_id in wanted:
+            scene = slicer.vtkMRMLScene()
+            staging = None
+            try:
+                folder = inside(out_dir, names[case_id]) if case_id in names else None
+                nodes = load_case_nodes(scene, manifest, case_id)
+                seg = nodes["seg"]
+                is_segmentation = seg.IsA("vtkMRMLSegmentationNode")
+                phases = {column: nodes[column] for column in manifest.phases if column in nodes}
+                out = run_case(scene, phases, segmentation=seg if is_segmentation else None,
+                               segment_id=nodes["segment"], labelmap=None if is_segmentation else seg,
+                               label=nodes["segment"], clinical=manifest.row(case_id).to_dict(), bundles=bundles,
+                               case_id=case_id, heatmaps=heatmaps, device=device)
+                staging = staging_folder(folder)
+                save_scene(scene, staging, names[case_id])
+                replace_folder(staging, folder)
+                scene_path = os.path.join(folder, f"{names[case_id]}.mrml")
+                results.append(out["results"].assign(scene=os.path.relpath(scene_path, out_dir)))
+                errors = out["results"]["error"].astype(bool).sum()
+                log(f"{case_id}: {len(out['results'])} model(s), {errors} failed, {out['timings']['total']:.1f} s")
+            except Exception as exc:  # noqa: BLE001 - recorded per case; the cohort carries on
+                error = one_line(exc) if not isinstance(exc, InputError) else exc.problem
+                failures.append({"case_id": case_id, "column": getattr(exc, "column", "") or "",
+                                 "error": error, "fix": getattr(exc, "fix", "") or "",
+                                 "traceback": __import__("traceback").format_exc(limit=3) if debug_enabled() else ""})
+                log(f"{case_id}: FAILED - {error}")
+            finally:
+                scene.Clear(1)
+                if staging is not None and os.path.isdir(staging):
+                    shutil.rmtree(staging, ignore_errors=True)
+        table = pd.concat(results, ignore_index=True) if results else pd.DataFrame(columns=["case_id"])
+        failed = pd.DataFrame(failures, columns=["case_id", "column", "error", "fix", "traceback"])
+        with Outputs(out_dir, "slicer_batch", known=("cohort_results.csv", "failures.csv")) as outputs:
+            table.to_csv(outputs.path("cohort_results.csv"), index=False)
+            failed.to_csv(outputs.path("failures.csv"), index=False)
     return table, failed
 
 

@@ -18,6 +18,7 @@ import pandas as pd
 from .. import InputError, RESEARCH_USE_NOTICE
 from ..data.cohort import CohortData
 from ..data.manifest import EXTRA_SEG_PATTERN, IMAGE_COLUMNS, read_manifest
+from ..errors import one_line
 from ..models.overall_survival import CURVE_YEARS, DAYS_PER_YEAR
 
 RESULT_COLUMNS = ["case_id", "task", "model", "score", "probability", "probability_of", "risk_group", "cutoff",
@@ -186,7 +187,7 @@ def predict_patient(manifest_path, bundles=(), builtin=(("aggressive-pd", "clini
             loaded.append((model, info, folder))
         except Exception as exc:  # noqa: BLE001 - one bad bundle must not stop the others
             rows.append({"case_id": case_id, "model": os.path.basename(os.path.normpath(str(folder))),
-                         "error": f"{type(exc).__name__}: {exc}"})
+                         "error": one_line(exc)})
     for key in builtin:
         loaded.append((models.built_in(*key), None, None))
     for model, info, folder in loaded:
@@ -206,7 +207,7 @@ def predict_patient(manifest_path, bundles=(), builtin=(("aggressive-pd", "clini
                 row.update({k: prediction[k] for k in ("score", "probability", "risk_group", "cutoff")},
                            probability_of=models.TASKS[model.task].probability_of)
         except Exception as exc:  # noqa: BLE001 - recorded per model, the others still run
-            row["error"] = f"{type(exc).__name__}: {exc}"
+            row["error"] = one_line(exc)
         data.timings[f"predict {model.label}"] = clock.perf_counter() - start
         rows.append(row)
     results = pd.DataFrame(rows).reindex(columns=RESULT_COLUMNS)

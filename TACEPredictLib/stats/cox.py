@@ -162,10 +162,43 @@ def survival_from_baseline(lp, baseline_time, baseline_cumhaz, horizons):
     return np.exp(-np.exp(np.asarray(lp, dtype=float))[:, None] * cumhaz[None, :])
 
 
+def collinear_columns(X, names):
+    """A sentence naming covariates that duplicate or linearly combine others (the information matrix is then
+    singular), or None. Exact duplicates and constant columns are named first; otherwise the columns of the
+    smallest singular vector of the centred, scaled design."""
+    X = np.asarray(X, dtype=float)
+    if X.ndim != 2 or X.shape[1] == 0:
+        return None
+    names = list(names)
+    centred = X - X.mean(0)
+    scale = np.sqrt((centred ** 2).sum(0))
+    constant = [names[j] for j in np.flatnonzero(scale < 1e-12)]
+    if constant:
+        return f"{', '.join(repr(c) for c in constant)} {'is' if len(constant) == 1 else 'are'} constant"
+    Z = centred / scale
+    for a in range(Z.shape[1]):
+        for b in range(a + 1, Z.shape[1]):
+            if abs(float(Z[:, a] @ Z[:, b])) > 1 - 1e-10:
+                return f"'{names[a]}' and '{names[b]}' are duplicates (perfectly correlated)"
+    if X.shape[0] <= X.shape[1]:
+        return f"{X.shape[1]} covariates for {X.shape[0]} cases"
+    _, values, vectors = np.linalg.svd(Z, full_matrices=False)
+    if values[-1] > 1e-8 * values[0]:
+        return None
+    weights = np.abs(vectors[-1])
+    involved = [names[j] for j in np.argsort(-weights) if weights[j] > 1e-6]
+    return f"{', '.join(repr(c) for c in involved)} are collinear (one is a linear combination of the others)"
+
+
 def fit_cox(X, time, event, names=None, max_iter=50, tol=1e-9):
-    """Maximum partial-likelihood Cox fit, Efron ties, Newton-Raphson with step halving from beta = 0."""
+    """Maximum partial-likelihood Cox fit, Efron ties, Newton-Raphson with step halving from beta = 0.
+    Collinear or duplicated covariates, and covariates whose coefficient diverges (separation), raise a
+    ConvergenceError that names them."""
     X, time, event = _check(X, time, event)
     names = list(names) if names is not None else [f"x{j}" for j in range(X.shape[1])]
+    collinear = collinear_columns(X, names) if X.shape[1] > 1 else None
+    if collinear:
+        raise ConvergenceError(f"the covariates cannot all be estimated: {collinear}")
     rs = _RiskSets(X, time, event)
     beta = np.zeros(X.shape[1])
     loglik0, grad, info = _efron(rs, beta)
@@ -175,7 +208,9 @@ def fit_cox(X, time, event, names=None, max_iter=50, tol=1e-9):
         try:
             step = np.linalg.solve(info, grad)
         except np.linalg.LinAlgError:
-            raise ConvergenceError("the covariates are collinear (singular information matrix)") from None
+            raise ConvergenceError("the information matrix is singular: "
+                                   + (collinear_columns(X, names) or "a covariate has no variation among the "
+                                      "cases at risk")) from None
         new = beta + step
         new_loglik, new_grad, new_info = _efron(rs, new)
         halvings = 0
@@ -194,12 +229,15 @@ def fit_cox(X, time, event, names=None, max_iter=50, tol=1e-9):
         bt, bh = breslow_baseline(np.zeros(len(time)), time, event)
         return CoxFit(names, beta, np.zeros(0), loglik, loglik0, len(time), int(event.sum()), 0, bt, bh)
     if np.any(np.abs(beta) > 25) or not np.isfinite(loglik):
-        raise ConvergenceError("a coefficient diverges: some covariate (nearly) separates events from "
-                               "non-events, so its hazard ratio is infinite")
+        diverging = [names[j] for j in np.flatnonzero(~np.isfinite(beta) | (np.abs(beta) > 25))] or names
+        raise ConvergenceError(f"the coefficient of {', '.join(repr(c) for c in diverging)} diverges: "
+                               f"{'it (nearly) separates' if len(diverging) == 1 else 'they (nearly) separate'} "
+                               "events from non-events, so the hazard ratio is infinite")
     try:
         cov = np.linalg.inv(info)
     except np.linalg.LinAlgError:
-        raise ConvergenceError("the covariates are collinear (singular information matrix)") from None
+        raise ConvergenceError("the information matrix is singular: "
+                               + (collinear_columns(X, names) or "the covariates are collinear")) from None
     se = np.sqrt(np.clip(np.diag(cov), 0, None))
     bt, bh = breslow_baseline(X @ beta, time, event)
     return CoxFit(names, beta, se, loglik, loglik0, len(time), int(event.sum()), iterations, bt, bh)

@@ -417,12 +417,13 @@ def threshold_summary(label, score, cutoff):
 def net_benefit(label, probability, thresholds):
     """Decision-curve analysis (Vickers and Elkin 2006): net benefit of treating when ``probability >=
     threshold``, against treating everyone and no one. Equals the ``dcurves`` package. Returns a table with
-    ``threshold``, ``model``, ``treat_all`` and ``treat_none``."""
+    ``threshold``, ``model``, ``treat_all`` and ``treat_none`` (one row per threshold; a single number is one
+    threshold)."""
     label = np.asarray(label, dtype=float).astype(bool)
     probability = np.asarray(probability, dtype=float)
     if probability.shape != label.shape or not np.all((probability >= 0) & (probability <= 1)):
         raise ValueError("probability must be one value in [0, 1] per label")
-    thresholds = np.asarray(thresholds, dtype=float)
+    thresholds = np.atleast_1d(np.asarray(thresholds, dtype=float))  # one threshold is a one-row table
     if np.any((thresholds <= 0) | (thresholds >= 1)):
         raise ValueError("thresholds must lie strictly between 0 and 1")
     n = len(label)

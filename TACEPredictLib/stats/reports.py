@@ -58,6 +58,12 @@ def evaluate_survival(model, data, out_dir, n_bootstrap=1000, seed=0, train_data
     os.makedirs(out_dir, exist_ok=True)
     data = data.subset(complete_outcome_rows(data.table, "os"))
     time, event = survival_outcome(data.table, "os")
+    if len(time) < 2 or int(np.sum(event)) == 0:
+        from .. import InputError
+        raise InputError(f"{len(time)} case(s) with an outcome and {int(np.sum(event))} observed death(s): the C-index, "
+                         "time-dependent AUC and calibration need cases with os_event = 1", column="os_event",
+                         fix="evaluate on a set with observed deaths (all censored: nothing to compare "
+                             "predictions with); `tacepredict predict` gives the predictions alone")
     predictions = model.predict(data)
     risk = predictions["risk_score"].to_numpy()
     surv = predictions[[f"surv_{y}y" for y in HORIZON_YEARS]].to_numpy()
@@ -306,6 +312,11 @@ def evaluate_binary(model, data, label_column, out_dir, n_bootstrap=1000, seed=0
                       + ", ".join(data.table.loc[~labelled, "case_id"].astype(str)[:8]), InputWarning, stacklevel=2)
     data = data.subset(data.table[labelled])
     label = data.table[label_column].astype(int).to_numpy()
+    if len(np.unique(label)) < 2:
+        raise InputError(f"all {len(label)} labelled case(s) have '{label_column}' = "
+                         f"{label[0] if len(label) else 'nothing'}: the AUC and calibration need both outcomes",
+                         column=label_column, fix="evaluate on a set with both outcomes; `tacepredict predict` gives "
+                                                  "the predictions alone")
     predictions = model.predict(data)
     probability = predictions["probability"].to_numpy()
     result = binary_metrics(label, probability, model.cutoff, n_bootstrap, seed)

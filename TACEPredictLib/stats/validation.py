@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from . import metrics as M
-from .. import models
+from .. import InputError, models
 from ..data.cohort import CohortData
 from ..data.outcomes import complete_outcome_rows, survival_outcome
 from ..data.manifest import _read_csv
@@ -35,17 +35,38 @@ SURVIVAL_RUNS = (
 CLINICAL_REFERENCES = ("clinical-cox", "nomogram-clinical")
 
 
-def split_manifest(manifest_path, test_fraction=0.3, seed=0, stratify="os_event"):
+def split_manifest(manifest_path, test_fraction=0.3, seed=0, stratify="os_event", overwrite=True):
     """Write ``<name>_train.csv`` and ``<name>_test.csv`` next to the manifest (so relative paths still
-    resolve), stratified by ``stratify`` when the column exists. Returns both paths."""
+    resolve), stratified by ``stratify`` when the column exists. Returns both paths. With ``overwrite`` False
+    (the command line without --overwrite) files holding another split are not replaced; the same split again
+    is fine. Both files are written before either replaces its predecessor."""
+    from ..outputs import write_file
     table = _read_csv(manifest_path)
+    if not 0 < test_fraction < 1:
+        raise InputError(f"--test-fraction {test_fraction} is not between 0 and 1", column="--test-fraction",
+                         fix="give e.g. 0.3 for 30% held-out cases")
     labels = pd.to_numeric(table[stratify], errors="coerce").fillna(-1).to_numpy() if stratify in table else \
         np.zeros(len(table))
     test = stratified_holdout(labels, test_fraction, seed)
     stem = os.path.splitext(os.path.abspath(manifest_path))[0]
     paths = (stem + "_train.csv", stem + "_test.csv")
-    table[~test].to_csv(paths[0], index=False)
-    table[test].to_csv(paths[1], index=False)
+    texts = (table[~test].to_csv(index=False), table[test].to_csv(index=False))
+    if not overwrite:
+        for path, text in zip(paths, texts):
+            if os.path.exists(path):
+                with open(path, encoding="utf-8", newline="") as handle:
+                    same = handle.read() == text
+                if not same:
+                    raise InputError(f"{path} already exists and holds another split", column="--manifest",
+                                     fix="add --overwrite to replace it, or move it away first")
+
+    def writer(text):
+        def write(path):
+            with open(path, "w", encoding="utf-8", newline="") as handle:
+                handle.write(text)
+        return write
+    for path, text in zip(paths, texts):
+        write_file(path, writer(text))
     return paths
 
 
