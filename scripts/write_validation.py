@@ -129,7 +129,7 @@ def main():
     hcc_section = "The HCC-TACE-Seg clinical table was not found (../shared/data/hcc_tace_seg/clinical.csv)."
     if os.path.isfile(HCC):
         imported = os.path.join(args.run, "validation", "hcc_tace_seg_manifest.csv")
-        cli.main(["import-hcc-tace-seg", "--clinical", HCC, "--out", imported])
+        cli.main(["import-hcc-tace-seg", "--clinical", HCC, "--out", imported, "--overwrite"])
         runs = [r for r in SURVIVAL_RUNS if r[0] in ("clinical-cox", "nomogram-clinical")]
         hcc_table, hcc_summary = run_survival_validation(imported, None, os.path.join(args.run, "validation", "hcc"),
                                                          seed=args.seed, runs=runs)
@@ -144,6 +144,10 @@ def main():
             "| covariate | HR | 95% CI | p |\n|---|---|---|---|\n" +
             "\n".join(f"| {r.covariate} | {r.hazard_ratio:.2f} | {r.hr_lower:.2f}-{r.hr_upper:.2f} | {r.p:.4f} |"
                       for r in hazard.itertuples()))
+        # the built-in clinical TACE scores its columns allow, next to the clinical Cox model (issue 19)
+        from clinical_scores_hcc_tace_seg import hcc_scores_section
+        hcc_section += "\n\n" + hcc_scores_section(HCC, os.path.join(args.run, "validation", "clinical_scores"),
+                                                    seed=args.seed)
     r_section, worst = cox_against_r()
     truth = summary.get("ground_truth", {})
     by_run = table.set_index("run")
