@@ -178,35 +178,59 @@ def logrank_test(time, event, group):
 
 # --- time-dependent discrimination and accuracy ---------------------------------------------------------
 
-def _censoring_survival(time, event):
-    """KM of the censoring distribution: G(t), for inverse-probability-of-censoring weights."""
-    return kaplan_meier(time, 1 - event.astype(int))
+def censoring_survival(time, event):
+    """Kaplan-Meier of the censoring distribution, G(t) = P(C > t), for inverse-probability-of-censoring
+    weights: ``(times, G)`` at every distinct time, a right-continuous step function.
+
+    At a time with both deaths and censorings the deaths come first: the patients who die at u leave the risk
+    set before those censored at u, so G's factor at u is 1 - c(u) / (n(u) - d(u)). This is scikit-survival's
+    ``CensoringDistributionEstimator`` (``kaplan_meier_estimator(..., reverse=True)``) and R's ``prodlim(...,
+    reverse = TRUE)`` convention. (Up to 0.1.0 TACEPredict kept the deaths in the censoring risk set, 1 - c(u) /
+    n(u): with 5 at risk, 1 death and 1 censoring, 0.80 where this gives 0.75.)
+    """
+    time, event = _survival_arrays(time, event)
+    times, inverse = np.unique(time, return_inverse=True)
+    deaths = np.bincount(inverse, weights=event, minlength=len(times))
+    leaving = np.bincount(inverse, minlength=len(times)).astype(float)
+    censored = leaving - deaths
+    at_risk = len(time) - np.concatenate([[0.0], np.cumsum(leaving)[:-1]])
+    still = at_risk - deaths  # at risk of censoring once the deaths at u are out
+    with np.errstate(divide="ignore", invalid="ignore"):
+        factor = np.where(still > 0, 1.0 - censored / still, 1.0)
+    return times, np.cumprod(factor)
 
 
-def _g_before(censoring_km, t):
-    """G(t-): the censoring survival just before t."""
-    t = np.asarray(t, dtype=float)
-    times = censoring_km["time"].to_numpy()
-    idx = np.searchsorted(times, t, side="left") - 1
-    return np.where(idx >= 0, censoring_km["survival"].to_numpy()[np.maximum(idx, 0)], 1.0)
+def _g_at(censoring, t):
+    """G(t) of a ``censoring_survival`` pair at time(s) t: the step function including its jump at t (1 before
+    the first time, the last value after the last time), as scikit-survival's ``predict_proba`` reads it."""
+    times, g = censoring
+    idx = np.searchsorted(times, np.asarray(t, dtype=float), side="right") - 1
+    return np.where(idx >= 0, g[np.maximum(idx, 0)], 1.0)
+
+
+def _ipcw_censoring(time, event, train_time, train_event):
+    """The censoring distribution for IPCW: from the training cohort when given, else from the evaluated one."""
+    if train_time is None:
+        return censoring_survival(time, event)
+    return censoring_survival(train_time, train_event)
 
 
 def time_dependent_auc(time, event, risk, horizons, train_time=None, train_event=None):
     """Cumulative / dynamic AUC at each horizon (Uno et al. 2007, inverse-probability-of-censoring weights).
 
-    Cases are patients with an event by ``t``, controls those still at risk after ``t``. The censoring
-    distribution comes from ``train_time`` / ``train_event`` when given, else from the evaluated data. Returns
-    an array, one AUC per horizon (NaN where a horizon has no case or no control).
+    Cases are patients with an event by ``t`` (weight 1 / G(T_i)), controls those still at risk after ``t``;
+    tied risks count one half. The censoring distribution G (``censoring_survival``: deaths before censorings
+    at tied times) comes from ``train_time`` / ``train_event`` when given, else from the evaluated data.
+    Equals ``sksurv.metrics.cumulative_dynamic_auc`` (asserted to 1e-10 on data with tied times). Returns an
+    array, one AUC per horizon (NaN where a horizon has no case or no control).
     """
     time, event, risk = _survival_arrays(time, event, ("risk", risk))
-    if train_time is None:
-        censoring = _censoring_survival(time, event)
-    else:
+    if train_time is not None:
         train_time, train_event = _survival_arrays(train_time, train_event)
-        censoring = _censoring_survival(train_time, train_event)
+    censoring = _ipcw_censoring(time, event, train_time, train_event)
     weights = np.zeros_like(time)
     with np.errstate(divide="ignore"):
-        g = _g_before(censoring, time)
+        g = _g_at(censoring, time)
         weights[event] = np.where(g[event] > 0, 1.0 / g[event], 0.0)
     result = []
     for t in np.atleast_1d(horizons):
@@ -222,14 +246,19 @@ def time_dependent_auc(time, event, risk, horizons, train_time=None, train_event
 
 
 def brier_score(time, event, survival_prob, t, train_time=None, train_event=None):
-    """Graf et al.'s IPCW Brier score at horizon ``t`` for predicted survival probabilities S(t | x)."""
+    """Graf et al.'s IPCW Brier score at horizon ``t`` for predicted survival probabilities S(t | x).
+
+    Deaths by ``t`` are weighted 1 / G(T_i), patients alive after ``t`` 1 / G(t), those censored before ``t``
+    0; G as in ``time_dependent_auc``. Equals ``sksurv.metrics.brier_score`` (asserted to 1e-10 with ties).
+    """
     time, event, survival_prob = _survival_arrays(time, event, ("survival_prob", survival_prob))
-    censoring = _censoring_survival(*(_survival_arrays(train_time, train_event) if train_time is not None
-                                      else (time, event)))
+    if train_time is not None:
+        train_time, train_event = _survival_arrays(train_time, train_event)
+    censoring = _ipcw_censoring(time, event, train_time, train_event)
     died = (time <= t) & event
     alive = time > t
-    g_died = _g_before(censoring, time)
-    g_t = float(survival_at(censoring, t))
+    g_died = _g_at(censoring, time)
+    g_t = float(_g_at(censoring, t))
     with np.errstate(divide="ignore", invalid="ignore"):
         terms = np.where(died, survival_prob ** 2 / g_died, 0.0) + np.where(alive, (1 - survival_prob) ** 2 / g_t, 0.0)
     terms = np.where(np.isfinite(terms), terms, 0.0)
@@ -239,7 +268,8 @@ def brier_score(time, event, survival_prob, t, train_time=None, train_event=None
 def integrated_brier_score(time, event, survival_matrix, times, train_time=None, train_event=None):
     """Integral of the Brier score over ``times`` (trapezoid rule) divided by the time span.
 
-    ``survival_matrix`` has one row per patient and one column per time in ``times`` (increasing).
+    ``survival_matrix`` has one row per patient and one column per time in ``times`` (increasing). Equals
+    ``sksurv.metrics.integrated_brier_score`` (asserted to 1e-10 with ties).
     """
     times = np.asarray(times, dtype=float)
     survival_matrix = np.asarray(survival_matrix, dtype=float)
