@@ -158,3 +158,17 @@ def test_univariate_cox_screen_reports_fdr_adjusted_p_values():
     screen = univariate_screen(rossi[names].to_numpy(float), rossi["week"], rossi["arrest"], names)
     np.testing.assert_allclose(screen["p_fdr"], multipletests(screen["p"], method="fdr_bh")[1], atol=1e-15)
     assert list(screen["p"]) == sorted(screen["p"]) and (screen["p_fdr"] >= screen["p"]).all()
+
+
+def test_kaplan_meier_figure_has_numbers_at_risk(tmp_path):
+    pytest.importorskip("matplotlib")
+    from TACEPredictLib.stats.reports import plot_kaplan_meier
+    time, event, risk, _ = cohort(80, seed=9)
+    groups = np.where(risk > 0, "high", "low")
+    counts = plot_kaplan_meier(time * 365.25, event, groups, str(tmp_path / "km.png"), "t", "notice", p=0.5)
+    assert os.path.getsize(tmp_path / "km.png") > 10000
+    written = pd.read_csv(tmp_path / "km_at_risk.csv", index_col="group")
+    assert list(written.index) == ["high", "low"] and written.shape[1] >= 3
+    for tick in counts.columns:  # the risk set at each tick: followed for at least that long
+        assert counts.loc["high", tick] == np.sum((groups == "high") & (time >= tick))
+    assert counts.iloc[:, 0].sum() == 80

@@ -29,10 +29,11 @@ def report_notice(model, data):
     return notice
 
 
-def _save(fig, path, notice, bottom=0.05):
+def _save(fig, path, notice, bottom=0.05, tight=True):
     """Every figure carries the notice at its foot."""
     fig.text(0.01, 0.005, notice, fontsize=6, color="0.35", ha="left", va="bottom", wrap=True)
-    fig.tight_layout(rect=(0, bottom, 1, 1))
+    if tight:
+        fig.tight_layout(rect=(0, bottom, 1, 1))
     fig.savefig(path, dpi=120)
     _pyplot().close(fig)
 
@@ -92,23 +93,70 @@ def evaluate_survival(model, data, out_dir, n_bootstrap=1000, seed=0, train_data
     return result, predictions
 
 
-def plot_kaplan_meier(time, event, groups, path, title, notice, p=None, ylabel="overall survival"):
+def at_risk_counts(time, groups, ticks):
+    """Numbers at risk under a Kaplan-Meier figure: patients of each group still followed at each tick
+    (follow-up time >= tick, the risk set at that time, as R's survminer counts it). A table, one row per
+    group, one column per tick."""
+    time = np.asarray(time, dtype=float)
+    groups = np.asarray(groups)
+    return pd.DataFrame({tick: [int(np.sum((groups == g) & (time >= tick))) for g in sorted(np.unique(groups))]
+                         for tick in ticks}, index=sorted(np.unique(groups)))
+
+
+def plot_kaplan_meier(time, event, groups, path, title, notice, p=None, ylabel="overall survival",
+                      group_suffix=" risk", scale=DAYS_PER_YEAR, xlabel="years after TACE"):
+    """Kaplan-Meier curves of the groups with their 95% confidence bands, censoring marks (|) and the numbers
+    at risk under the plot, as the papers' figures carry them; the numbers at risk are also written beside the
+    figure (``<name>_at_risk.csv``, times in the figure's unit). Returns that table."""
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6, 4.5))
-    for label in sorted(np.unique(groups)):
+    time = np.asarray(time, dtype=float)
+    event = np.asarray(event)
+    groups = np.asarray(groups)
+    labels = sorted(np.unique(groups))
+    fig = plt.figure(figsize=(6, 4.6 + 0.2 * len(labels)))
+    grid = fig.add_gridspec(2, 1, height_ratios=[4.2, 0.5 + 0.22 * len(labels)], hspace=0.12, left=0.17,
+                            right=0.97, top=0.93, bottom=0.1 + 0.02 * len(labels))
+    ax = fig.add_subplot(grid[0])
+    table_ax = fig.add_subplot(grid[1], sharex=ax)
+    colours = {}
+    for label in labels:
         member = groups == label
         km = M.kaplan_meier(time[member], event[member])
-        t = np.concatenate([[0.0], km["time"].to_numpy()]) / DAYS_PER_YEAR
+        t = np.concatenate([[0.0], km["time"].to_numpy()]) / scale
         s = np.concatenate([[1.0], km["survival"].to_numpy()])
-        ax.step(t, s, where="post", label=f"{label} risk (n={member.sum()})")
+        (line,) = ax.step(t, s, where="post", label=f"{label}{group_suffix} (n={member.sum()})")
+        colours[label] = line.get_color()
         ax.fill_between(t, np.concatenate([[1.0], km["lower"]]), np.concatenate([[1.0], km["upper"]]), step="post",
-                        alpha=0.15)
-    ax.set_xlabel("years after TACE")
+                        alpha=0.15, color=line.get_color())
+        censored = km["censored"].to_numpy() > 0
+        ax.plot(km["time"].to_numpy()[censored] / scale, km["survival"].to_numpy()[censored], linestyle="none",
+                marker="|", markersize=8, color=line.get_color())
+    ax.set_xlim(0, max(float(np.max(time)) / scale, 1e-9) * 1.02)
+    ticks = [x for x in ax.get_xticks() if 0 <= x <= float(np.max(time)) / scale]
+    counts = at_risk_counts(time / scale, groups, ticks)
     ax.set_ylabel(ylabel)
     ax.set_ylim(0, 1.02)
-    ax.set_title(title + (f" (log-rank p = {p:.3g})" if p is not None else ""))
-    ax.legend()
-    _save(fig, path, notice, bottom=0.04)
+    ax.set_title(title + (f" (log-rank p = {p:.3g})" if p is not None else ""), fontsize=10)
+    ax.plot([], [], linestyle="none", marker="|", color="0.3", label="censored")
+    ax.legend(fontsize=8)
+    ax.tick_params(labelbottom=False)
+    for row, label in enumerate(labels):
+        y = len(labels) - 1 - row
+        for tick in ticks:
+            table_ax.text(tick, y, str(counts.loc[label, tick]), ha="center", va="center", fontsize=8,
+                          color=colours[label])
+    table_ax.set_ylim(-0.6, len(labels) - 0.4)
+    table_ax.set_yticks(range(len(labels)), [f"{label}{group_suffix}" for label in labels][::-1], fontsize=8)
+    table_ax.set_xticks(ticks)
+    table_ax.set_xlabel(xlabel)
+    table_ax.set_title("number at risk", fontsize=8, loc="left", pad=3)
+    for side in ("top", "right", "left"):
+        table_ax.spines[side].set_visible(False)
+    table_ax.tick_params(axis="y", length=0, pad=16)
+    _save(fig, path, notice, tight=False)
+    counts.index.name = "group"
+    counts.to_csv(os.path.splitext(path)[0] + "_at_risk.csv")
+    return counts
 
 
 def plot_calibration(table, horizon, path, name, notice):
