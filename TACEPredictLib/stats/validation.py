@@ -19,6 +19,7 @@ from ..data.cohort import CohortData
 from ..data.outcomes import complete_outcome_rows, survival_outcome
 from ..data.manifest import _read_csv
 from .reports import evaluate_survival
+from .splits import stratified_holdout
 
 # (run name, model kind, options): seed 000's models, seed 001's DLOP-Combin and its comparators, baselines.
 SURVIVAL_RUNS = (
