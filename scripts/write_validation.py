@@ -290,7 +290,7 @@ DeLong, NRI (category-free, and at 0.28) and IDI against Model_CS. Reports in
 
 Model_CSD's risk groups at 0.28 on the held-out cases: """ + "; ".join(
         f"{k.replace('_', ' ')}: {v['high']} high / {v['low']} low, log-rank p = {v['logrank_p']:.3g}"
-        for k, v in aggressive_summary["kaplan_meier"].items()) + f""" (`reports/csd/km_*.png`).
+        for k, v in aggressive_summary["kaplan_meier"].items()) + f""" (`km_csd_*.png`, with the numbers at risk).
 Model_D's out-of-fold scores of the training cases: AUC {aggressive_summary['csd_info']['auc_out_of_fold_model_d']:.3f}.
 
 Model_D depends on the training seed at this cohort size: trained again with seeds {', '.join(str(k) for k in d_seeds)} (initial
