@@ -225,8 +225,12 @@ Ground truth (the phantom's latent predictors, held-out cases):
 - concordance of the radiomics LASSO-Cox score with it: {fmt(truth.get('lasso-cox_concordance_with_true_image_lp'))}
 - concordance of the DLOP CT-only network with it: {fmt(truth.get('dlop-ct-only_concordance_with_true_image_lp'))}
 
-The models' bundles, hazard-ratio tables, nomograms and reports (Kaplan-Meier, calibration and
-time-dependent AUC figures) are in `{os.path.relpath(os.path.join(args.run, 'validation', 'survival'), REPO)}`.
+The models' bundles, hazard-ratio tables, nomograms and reports (Kaplan-Meier with numbers at risk,
+calibration, time-dependent AUC and decision-curve figures) are in
+`{os.path.relpath(os.path.join(args.run, 'validation', 'survival'), REPO)}`, with the paired tests of every
+statistic (`paired.csv`, Benjamini-Hochberg adjusted), the TD AUCs' bootstrap CIs and PPV / NPV at the horizon in
+`comparison.csv`, and the training and held-out cohorts' Kaplan-Meier curves (`km_training_vs_held_out.png`).
+`tacepredict compare` with these bundles on the held-out manifest reproduces this table (docs/compare.md).
 
 ## Initial response on the demo cohort (seed 002)
 
