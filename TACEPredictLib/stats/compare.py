@@ -223,7 +223,7 @@ def _level_estimate(kind, label_or_time, event, output, n_bootstrap, seed):
         label = np.asarray(label_or_time)
         if label.min() == label.max():
             return nan
-        aucs, covariance = M.delong_covariance(label, output)
+        _, covariance = M.delong_covariance(label, output)
         value, lower, upper = M.roc_auc_ci(label, output)
         return value, lower, upper, float(np.sqrt(covariance[0, 0]))
     time = np.asarray(label_or_time, dtype=float)

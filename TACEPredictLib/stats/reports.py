@@ -436,7 +436,7 @@ def plot_correlation(table, path, title, notice):
     """Heat map of a square correlation table (the models' outputs on the same cases)."""
     plt = _pyplot()
     n = len(table)
-    fig, ax = plt.subplots(figsize=(1.0 + 0.45 * n, 0.8 + 0.45 * n))
+    fig, ax = plt.subplots(figsize=(max(5.5, 2.6 + 0.5 * n), max(4.5, 1.8 + 0.5 * n)))
     image = ax.imshow(table.to_numpy(dtype=float), vmin=-1, vmax=1, cmap="RdBu_r")
     ax.set_xticks(range(n), table.columns, rotation=60, ha="right", fontsize=7)
     ax.set_yticks(range(n), table.index, fontsize=7)
@@ -444,7 +444,8 @@ def plot_correlation(table, path, title, notice):
         for j in range(n):
             ax.text(j, i, f"{table.iat[i, j]:.2f}", ha="center", va="center", fontsize=5.5)
     fig.colorbar(image, ax=ax, shrink=0.8, label="Spearman correlation")
-    ax.set_title(title, fontsize=9)
+    import textwrap
+    ax.set_title("\n".join(textwrap.wrap(title, 60)), fontsize=9)
     _save(fig, path, notice, bottom=0.02)
 
 
