@@ -62,14 +62,21 @@ def prepare_cohort(out, cases, seed, workers, cohort=None):
                          "features/ an extraction wrote (an earlier --out of this script, or a demo run)")
         return manifest, features
     workers = ["--workers", str(workers)] if workers else []
-    if not os.path.isfile(manifest) or len(pd.read_csv(manifest)) != cases:
+    if os.path.isfile(manifest) and len(pd.read_csv(manifest)) > cases:
+        # an earlier, larger cohort of the same seed: its first cases (the phantom draws each case from the seed
+        # and its index, so they are the cases a smaller run generates), in a manifest beside it
+        subset = os.path.join(root, "cohort", f"manifest_{cases}.csv")
+        pd.read_csv(manifest).iloc[:cases].to_csv(subset, index=False)
+        manifest = subset
+    elif not os.path.isfile(manifest) or len(pd.read_csv(manifest)) != cases:
         start = time.monotonic()
         if cli.main(["phantom", "--out", os.path.join(out, "cohort"), "--cases", str(cases), "--seed", str(seed),
                      *workers]):
             sys.exit("phantom failed")
         print(f"phantom: {cases} cases in {time.monotonic() - start:.0f} s", flush=True)
-    if not os.path.isfile(os.path.join(features, "patches.csv")) or \
-            len(pd.read_csv(os.path.join(features, "patches.csv"))) < cases:
+    wanted = set(pd.read_csv(manifest)["case_id"].astype(str))
+    index = os.path.join(features, "patches.csv")
+    if not os.path.isfile(index) or not wanted <= set(pd.read_csv(index)["case_id"].astype(str)):
         start = time.monotonic()
         status = cli.main(["extract", "--manifest", manifest, "--out", features, "--no-radiomics", "--deep", "none",
                            "--icc-cases", "0", "--quiet", *workers])
