@@ -168,7 +168,7 @@ def cmd_extract(args):
     start = time.monotonic()
     result = extract_cohort(args.manifest, args.out, settings, workers=args.workers, dask_address=args.dask,
                             progress=None if args.quiet else Progress("extract"))
-    cases = result.features["case_id"].nunique()
+    cases = len(result.computed) + len(result.cached)  # features may be empty (--no-radiomics --deep none)
     print(f"{cases} case(s) extracted ({len(result.computed)} computed, {len(result.cached)} from cache), "
           f"{len(result.failures)} failed, in {time.monotonic() - start:.1f} s -> {args.out}")
     for _, failure in result.failures.iterrows():

@@ -420,7 +420,7 @@ def _binary(task, models, data, out_dir, references, subgroups, n_bootstrap, see
         ax.plot([0, 1], [0, 1], color="0.6", linestyle="--")
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
-        ax.set_title(f"{TASKS[task].title[:60]}: {title}", fontsize=8)
+        ax.set_title(f"{task}: {title}", fontsize=9)
         ax.legend(fontsize=7, loc="lower right" if ax is ax_roc else "upper left")
     _save(fig, os.path.join(out_dir, "roc_calibration.png"), notice)
     pd.concat(calibrations).to_csv(os.path.join(out_dir, "calibration.csv"), index=False)
@@ -428,7 +428,7 @@ def _binary(task, models, data, out_dir, references, subgroups, n_bootstrap, see
         os.path.join(out_dir, "decision_curves.csv"), index=False)
     plot_decision_curves(curves, os.path.join(out_dir, "decision_curves.png"), "decision curves", notice)
     write_correlation(probabilities, data.case_ids, data.table, out_dir,
-                      f"{TASKS[task].title[:50]}: Spearman correlation of the models' outputs", notice)
+                      f"{TASKS[task].title}: Spearman correlation of the models' outputs", notice)
     summary = {"cases": int(len(label)), "events": int(label.sum()), "best": best, "reference": reference,
                "nri_cutoffs": cutoffs, "kaplan_meier": km}
     if subgroups:

@@ -171,7 +171,9 @@ def plot_kaplan_meier(time, event, groups, path, title, notice, p=None, ylabel="
     counts = at_risk_counts(time / scale, groups, ticks)
     ax.set_ylabel(ylabel)
     ax.set_ylim(0, 1.02)
-    ax.set_title(title + (f" (log-rank p = {p:.3g})" if p is not None else ""), fontsize=10)
+    import textwrap
+    ax.set_title("\n".join(textwrap.wrap(title + (f" (log-rank p = {p:.3g})" if p is not None else ""), 70)),
+                 fontsize=9)
     ax.plot([], [], linestyle="none", marker="|", color="0.3", label="censored")
     ax.legend(fontsize=8)
     ax.tick_params(labelbottom=False)
