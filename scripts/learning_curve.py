@@ -110,33 +110,46 @@ def image_truth(data, weights):
 
 
 def plot(table, truth, path, notice):
+    """Held-out AUC (DeLong 95% CI) and the Spearman correlation with the true image predictor against the
+    training size, one line per network (the mean over seeds; single seeds as dots)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(6.2, 4.4))
-    for (kind, colour) in zip(NETWORKS, ("C0", "C1")):
+    fig, (ax, ax_rho) = plt.subplots(1, 2, figsize=(10.5, 4.4))
+    sizes = sorted(table["train_cases"].unique())
+    for k, (kind, colour) in enumerate(zip(NETWORKS, ("C0", "C1"))):
         part = table[table["model"] == kind]
         if part.empty:
             continue
+        shift = 1 + 0.025 * (k - 0.5)  # side by side on the log axis
         by_size = part.groupby("train_cases")
         mean = by_size["auc"].mean()
         lower, upper = by_size["auc_lower"].mean(), by_size["auc_upper"].mean()
-        ax.errorbar(mean.index, mean, yerr=[mean - lower, upper - mean], fmt="o-", capsize=3, color=colour,
-                    label=f"{kind} ({NETWORKS[kind][0]})")
+        ax.errorbar(mean.index * shift, mean, yerr=[mean - lower, upper - mean], fmt="o-", capsize=3,
+                    color=colour, label=f"{kind} ({NETWORKS[kind][0]})")
+        rho = by_size["spearman_true_image"].mean()
+        ax_rho.plot(rho.index, rho, "o-", color=colour, label=kind)
         if part["seed"].nunique() > 1:
-            ax.plot(part["train_cases"], part["auc"], ".", color=colour, alpha=0.5)
+            ax.plot(part["train_cases"] * shift, part["auc"], ".", color=colour, alpha=0.5)
+            ax_rho.plot(part["train_cases"], part["spearman_true_image"], ".", color=colour, alpha=0.5)
         if kind in truth:
             ax.axhline(truth[kind]["auc_true_image_part"], color=colour, linestyle=":",
-                       label=f"{kind}: true image predictor")
+                       label=f"{kind}: the true image predictor")
     ax.axhline(0.5, color="0.6", linestyle="--")
-    ax.set_xscale("log", base=2)
-    sizes = sorted(table["train_cases"].unique())
-    ax.set_xticks(sizes, [str(s) for s in sizes])
-    ax.set_xlabel("training cases")
     ax.set_ylabel("held-out AUC (DeLong 95% CI)")
     ax.set_ylim(0.3, 1.0)
-    ax.set_title("Image networks trained from scratch: learning curve (synthetic demo cohort)", fontsize=9)
     ax.legend(fontsize=7, loc="lower right")
+    ax_rho.axhline(0.0, color="0.6", linestyle="--")
+    ax_rho.set_ylabel("Spearman with the true image predictor")
+    ax_rho.set_ylim(-0.2, 1.0)
+    ax_rho.legend(fontsize=7, loc="lower right")
+    for a in (ax, ax_rho):
+        a.set_xscale("log", base=2)
+        a.set_xticks(sizes, [str(s) for s in sizes])
+        a.minorticks_off()
+        a.set_xlabel("training cases")
+    fig.suptitle("Image networks trained from scratch: learning curve on the held-out cases (synthetic demo cohort)",
+                 fontsize=9)
     fig.text(0.01, 0.005, notice, fontsize=6, color="0.35", ha="left", va="bottom", wrap=True)
     fig.tight_layout(rect=(0, 0.05, 1, 1))
     fig.savefig(path, dpi=120)
@@ -158,6 +171,8 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=1,
                         help="phantom and split seed (1: a cohort other than the main job's, seed 0)")
     parser.add_argument("--workers", type=int, default=None, help="processes for phantom and extract")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads for training (default: torch's; 1 is faster on a busy machine)")
     parser.add_argument("--quick", action="store_true",
                         help=f"a smoke run: {QUICK['cases']} cases, {QUICK['test_cases']} held out, sizes "
                              f"{QUICK['sizes']}, {QUICK['epochs']} epochs")
@@ -172,15 +187,16 @@ def main(argv=None):
         if kind not in NETWORKS:
             sys.exit(f"unknown network '{kind}': use {', '.join(NETWORKS)}")
     seeds = [int(s) for s in args.seeds.split(",")]
+    if args.threads:
+        import torch
+        torch.set_num_threads(args.threads)
     start_all = time.monotonic()
     manifest, features = prepare_cohort(args.out, args.cases, args.seed, args.workers, args.cohort)
     data, held_out, pool = split(manifest, features, args.test_cases, args.seed)
     if max(sizes) > len(pool):
         sys.exit(f"the training pool has {len(pool)} cases, fewer than the largest size {max(sizes)}: raise --cases")
     csv = os.path.join(args.out, "learning_curve.csv")
-    table = pd.read_csv(csv) if os.path.isfile(csv) else pd.DataFrame(
-        columns=["model", "task", "train_cases", "seed", "train_positives", "test_cases", "test_positives", "auc",
-                 "auc_lower", "auc_upper", "spearman_true_image", "epochs", "device", "train_seconds"])
+    rows = pd.read_csv(csv).to_dict("records") if os.path.isfile(csv) else []
     truth_summary = {}
     for kind in kinds:
         task, label_of, weights = NETWORKS[kind]
@@ -195,8 +211,7 @@ def main(argv=None):
             train = data.subset(data.table.iloc[pool[:n]])
             y_train = label_of(train.table).dropna().to_numpy(dtype=int)
             for seed in seeds:
-                done = table[(table["model"] == kind) & (table["train_cases"] == n) & (table["seed"] == seed)]
-                if len(done):
+                if any(r["model"] == kind and r["train_cases"] == n and r["seed"] == seed for r in rows):
                     continue
                 options = {"device": args.device, **({"epochs": args.epochs} if args.epochs else {})}
                 model = models.make_model(task, kind, **options)
@@ -215,13 +230,13 @@ def main(argv=None):
                        "train_positives": int(y_train.sum()), "test_cases": int(len(y)),
                        "test_positives": int(y.sum()), "auc": auc, "auc_lower": lower, "auc_upper": upper,
                        "spearman_true_image": rho, "epochs": model.epochs, "device": args.device,
-                       "train_seconds": seconds}
-                table = pd.concat([table, pd.DataFrame([row])], ignore_index=True)
-                table.to_csv(csv, index=False)  # after every row: a stopped run keeps what it measured
+                       "threads": args.threads or "default", "train_seconds": seconds}
+                rows.append(row)
+                pd.DataFrame(rows).to_csv(csv, index=False)  # after every row: a stopped run keeps what it measured
                 print(f"{kind:8s} {n:4d} training cases (seed {seed}): held-out AUC {auc:.3f} ({lower:.3f}-"
                       f"{upper:.3f}), Spearman with the true image predictor {rho:.3f}, {seconds:.0f} s",
                       flush=True)
-    table = table.sort_values(["model", "train_cases", "seed"]).reset_index(drop=True)
+    table = pd.DataFrame(rows).sort_values(["model", "train_cases", "seed"]).reset_index(drop=True)
     table.to_csv(csv, index=False)
     from TACEPredictLib import RESEARCH_USE_NOTICE, SYNTHETIC_DATA_NOTICE
     notice = RESEARCH_USE_NOTICE + " " + SYNTHETIC_DATA_NOTICE
