@@ -208,7 +208,7 @@ def cmd_extract(args):
     start = time.monotonic()
     result = extract_cohort(args.manifest, args.out, settings, workers=args.workers, dask_address=args.dask,
                             progress=None if args.quiet else Progress("extract"))
-    cases = len(result.computed) + len(result.cached)
+    cases = len(result.computed) + len(result.cached)  # features may be empty (--no-radiomics --deep none)
     print(f"{cases} case(s) extracted ({len(result.computed)} computed, {len(result.cached)} from cache), "
           f"{len(result.failures)} failed, in {time.monotonic() - start:.1f} s -> {args.out}")
     for _, failure in result.failures.iterrows():
@@ -379,6 +379,26 @@ def cmd_evaluate(args):
     return 0
 
 
+def cmd_compare(args):
+    from .data.cohort import CohortData
+    from .stats.compare import compare_models, resolve_models
+    models = resolve_models(args.models)
+    data = _cohort(args)
+    train = CohortData(args.train_manifest, args.features) if args.train_manifest else None
+    references = args.reference.split(",") if args.reference else None
+    subgroups = args.subgroups.split(",") if args.subgroups else ()
+    print(RESEARCH_USE_NOTICE)
+    for name, model in models.items():
+        print(f"{name}: {model.provenance}")
+    table, summary = compare_models(models, data, args.out, references=references, subgroups=subgroups,
+                                    train_data=train, n_bootstrap=args.bootstrap, seed=args.seed)
+    print(f"compared {len(models)} {summary['task']} model(s) on {summary['cases']} case(s); reference: "
+          f"{', '.join(summary['references'])}; tables and figures in {args.out}")
+    if data.synthetic:
+        print(SYNTHETIC_DATA_NOTICE)
+    return 0
+
+
 def cmd_predict(args):
     from .outputs import OutputLock, refuse_overwrite, refuse_own_input, write_file
     refuse_own_input(args.out, _inputs(args))
@@ -418,6 +438,11 @@ def _models_help(trained):
     for spec in models_of(trained=trained):
         by_task.setdefault(spec.task, []).append(f"{spec.kind} = {spec.title}")
     return "; ".join(f"{task}: {', '.join(kinds)}" for task, kinds in by_task.items())
+
+
+def _published_help():
+    from .models.registry import models_of
+    return ", ".join(f"{m.task}:{m.kind}" for m in models_of(trained=False))
 
 
 def _demo_cohort_arguments(parser, cases):
@@ -552,6 +577,24 @@ def build_parser():
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for confidence intervals")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("compare", help="every model of one task on the same labelled cohort, with paired statistics")
+    p.add_argument("--models", required=True, nargs="+", metavar="MODEL",
+                   help="model bundle folders, or published scores as task:kind (" + _published_help() + ")")
+    p.add_argument("--manifest", required=True, help="the cohort to compare them on (e.g. an external centre)")
+    p.add_argument("--features", default=None, help="its extraction folder (image models)")
+    p.add_argument("--out", required=True, help="report folder")
+    p.add_argument("--reference", default=None,
+                   help="comma-separated model names the others are tested against (default: the first model); "
+                        "a bundle's name is its folder name, a published score's its kind")
+    p.add_argument("--subgroups", default=None, help="comma-separated manifest columns, e.g. bclc,child_pugh: "
+                   "each model's AUC / C-index per level, and the test of equal performance across levels")
+    p.add_argument("--train-manifest", default=None,
+                   help="survival: the training cohort, whose censoring distribution weighs the time-dependent "
+                        "AUC and Brier scores (default: the compared cohort's)")
+    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for CIs and paired tests")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("predict", help="predictions of a model for every case of a manifest")
     p.add_argument("--model", required=True, help="model bundle folder, or a published score with --task "

@@ -229,8 +229,12 @@ Ground truth (the phantom's latent predictors, held-out cases):
 - concordance of the radiomics LASSO-Cox score with it: {fmt(truth.get('lasso-cox_concordance_with_true_image_lp'))}
 - concordance of the DLOP CT-only network with it: {fmt(truth.get('dlop-ct-only_concordance_with_true_image_lp'))}
 
-The models' bundles, hazard-ratio tables, nomograms and reports (Kaplan-Meier, calibration and
-time-dependent AUC figures) are in `{os.path.relpath(os.path.join(args.run, 'validation', 'survival'), REPO)}`.
+The models' bundles, hazard-ratio tables, nomograms and reports (Kaplan-Meier with numbers at risk,
+calibration, time-dependent AUC and decision-curve figures) are in
+`{os.path.relpath(os.path.join(args.run, 'validation', 'survival'), REPO)}`, with the paired tests of every
+statistic (`paired.csv`, Benjamini-Hochberg adjusted), the TD AUCs' bootstrap CIs and PPV / NPV at the horizon in
+`comparison.csv`, and the training and held-out cohorts' Kaplan-Meier curves (`km_training_vs_held_out.png`).
+`tacepredict compare` with these bundles on the held-out manifest reproduces this table (docs/compare.md).
 
 ## Initial response on the demo cohort (seed 002)
 
@@ -294,7 +298,7 @@ DeLong, NRI (category-free, and at 0.28) and IDI against Model_CS. Reports in
 
 Model_CSD's risk groups at 0.28 on the held-out cases: """ + "; ".join(
         f"{k.replace('_', ' ')}: {v['high']} high / {v['low']} low, log-rank p = {v['logrank_p']:.3g}"
-        for k, v in aggressive_summary["kaplan_meier"].items()) + f""" (`reports/csd/km_*.png`).
+        for k, v in aggressive_summary["kaplan_meier"].items()) + f""" (`km_csd_*.png`, with the numbers at risk).
 Model_D's out-of-fold scores of the training cases: AUC {aggressive_summary['csd_info']['auc_out_of_fold_model_d']:.3f}.
 
 Model_D depends on the training seed at this cohort size: trained again with seeds {', '.join(str(k) for k in d_seeds)} (initial

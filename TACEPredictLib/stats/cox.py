@@ -244,7 +244,10 @@ def fit_cox(X, time, event, names=None, max_iter=50, tol=1e-9):
 
 
 def univariate_screen(X, time, event, names):
-    """One Cox model per column: a table with coef, hazard ratio, 95% CI and Wald p, sorted by p."""
+    """One Cox model per column: a table with coef, hazard ratio, 95% CI, Wald p and its Benjamini-Hochberg
+    adjustment over the columns tested (``p_fdr``; the screen itself selects on ``p``, as the papers do), sorted
+    by p."""
+    from .metrics import benjamini_hochberg
     X, time, event = _check(X, time, event)
     rows = []
     for j, name in enumerate(names):
@@ -253,7 +256,9 @@ def univariate_screen(X, time, event, names):
         except ConvergenceError as exc:
             row = {"covariate": name, "coef": np.nan, "p": np.nan, "note": str(exc)}
         rows.append(row)
-    return pd.DataFrame(rows).sort_values("p", na_position="last").reset_index(drop=True)
+    table = pd.DataFrame(rows)
+    table.insert(table.columns.get_loc("p") + 1, "p_fdr", benjamini_hochberg(table["p"].to_numpy(float)))
+    return table.sort_values("p", na_position="last").reset_index(drop=True)
 
 
 def stepwise_aic(X, time, event, names, start=None):

@@ -178,41 +178,74 @@ def logrank_test(time, event, group):
 
 # --- time-dependent discrimination and accuracy ---------------------------------------------------------
 
-def _censoring_survival(time, event):
-    """KM of the censoring distribution: G(t), for inverse-probability-of-censoring weights."""
-    return kaplan_meier(time, 1 - event.astype(int))
+def censoring_survival(time, event):
+    """Kaplan-Meier of the censoring distribution, G(t) = P(C > t), for inverse-probability-of-censoring
+    weights: ``(times, G)`` at every distinct time, a right-continuous step function.
+
+    At a time with both deaths and censorings the deaths come first: the patients who die at u leave the risk
+    set before those censored at u, so G's factor at u is 1 - c(u) / (n(u) - d(u)). This is scikit-survival's
+    ``CensoringDistributionEstimator`` (``kaplan_meier_estimator(..., reverse=True)``) and R's ``prodlim(...,
+    reverse = TRUE)`` convention. (Up to 0.1.0 TACEPredict kept the deaths in the censoring risk set, 1 - c(u) /
+    n(u): with 5 at risk, 1 death and 1 censoring, 0.80 where this gives 0.75.)
+    """
+    time, event = _survival_arrays(time, event)
+    times, inverse = np.unique(time, return_inverse=True)
+    deaths = np.bincount(inverse, weights=event, minlength=len(times))
+    leaving = np.bincount(inverse, minlength=len(times)).astype(float)
+    censored = leaving - deaths
+    at_risk = len(time) - np.concatenate([[0.0], np.cumsum(leaving)[:-1]])
+    still = at_risk - deaths  # at risk of censoring once the deaths at u are out
+    with np.errstate(divide="ignore", invalid="ignore"):
+        factor = np.where(still > 0, 1.0 - censored / still, 1.0)
+    return times, np.cumprod(factor)
 
 
-def _g_before(censoring_km, t):
-    """G(t-): the censoring survival just before t."""
-    t = np.asarray(t, dtype=float)
-    times = censoring_km["time"].to_numpy()
-    idx = np.searchsorted(times, t, side="left") - 1
-    return np.where(idx >= 0, censoring_km["survival"].to_numpy()[np.maximum(idx, 0)], 1.0)
+def _g_at(censoring, t):
+    """G(t) of a ``censoring_survival`` pair at time(s) t: the step function including its jump at t (1 before
+    the first time, the last value after the last time), as scikit-survival's ``predict_proba`` reads it."""
+    times, g = censoring
+    idx = np.searchsorted(times, np.asarray(t, dtype=float), side="right") - 1
+    return np.where(idx >= 0, g[np.maximum(idx, 0)], 1.0)
+
+
+def _ipcw_censoring(time, event, train_time, train_event):
+    """The censoring distribution for IPCW: from the training cohort when given, else from the evaluated one."""
+    if train_time is None:
+        return censoring_survival(time, event)
+    return censoring_survival(train_time, train_event)
 
 
 def time_dependent_auc(time, event, risk, horizons, train_time=None, train_event=None):
     """Cumulative / dynamic AUC at each horizon (Uno et al. 2007, inverse-probability-of-censoring weights).
 
-    Cases are patients with an event by ``t``, controls those still at risk after ``t``. The censoring
-    distribution comes from ``train_time`` / ``train_event`` when given, else from the evaluated data. Returns
-    an array, one AUC per horizon (NaN where a horizon has no case or no control).
+    Cases are patients with an event by ``t`` (weight 1 / G(T_i)), controls those still at risk after ``t``;
+    tied risks count one half. The censoring distribution G (``censoring_survival``: deaths before censorings
+    at tied times) comes from ``train_time`` / ``train_event`` when given, else from the evaluated data.
+    Equals ``sksurv.metrics.cumulative_dynamic_auc`` (asserted to 1e-10 on data with tied times). Returns an
+    array, one AUC per horizon (NaN where a horizon has no case or no control).
     """
     time, event, risk = _survival_arrays(time, event, ("risk", risk))
-    if train_time is None:
-        censoring = _censoring_survival(time, event)
-    else:
+    if train_time is not None:
         train_time, train_event = _survival_arrays(train_time, train_event)
-        censoring = _censoring_survival(train_time, train_event)
+    censoring = _ipcw_censoring(time, event, train_time, train_event)
+    return _td_auc(time, event, risk, _case_weights(censoring, time, event), horizons)
+
+
+def _case_weights(censoring, time, event):
+    """1 / G(T_i) for the events (0 where G is 0), 0 for the censored."""
     weights = np.zeros_like(time)
     with np.errstate(divide="ignore"):
-        g = _g_before(censoring, time)
+        g = _g_at(censoring, time)
         weights[event] = np.where(g[event] > 0, 1.0 / g[event], 0.0)
+    return weights
+
+
+def _td_auc(time, event, risk, weights, horizons):
     result = []
     for t in np.atleast_1d(horizons):
         cases = (time <= t) & event
         controls = time > t
-        if not cases.any() or not controls.any():
+        if not cases.any() or not controls.any() or not np.sum(weights[cases]) > 0:
             result.append(np.nan)
             continue
         diff = risk[cases][:, None] - risk[controls][None, :]
@@ -221,15 +254,91 @@ def time_dependent_auc(time, event, risk, horizons, train_time=None, train_event
     return np.asarray(result)
 
 
+def _td_auc_resamples(time, event, risks, horizons, train_time, train_event, n_bootstrap, seed):
+    """Time-dependent AUCs of one or more risk scores on the same bootstrap resamples of the patients:
+    an array (resamples, scores, horizons). With a training cohort its censoring distribution stays fixed
+    (the weights follow their patients); without, G is re-estimated on every resample."""
+    weights = None
+    if train_time is not None:
+        weights = _case_weights(censoring_survival(train_time, train_event), time, event)
+    out = np.full((n_bootstrap, len(risks), len(np.atleast_1d(horizons))), np.nan)
+    for b, idx in enumerate(_bootstrap_indices(len(time), n_bootstrap, seed)):
+        t, e = time[idx], event[idx]
+        w = weights[idx] if weights is not None else _case_weights(censoring_survival(t, e), t, e)
+        for k, risk in enumerate(risks):
+            out[b, k] = _td_auc(t, e, risk[idx], w, horizons)
+    return out
+
+
+def time_dependent_auc_ci(time, event, risk, horizons, train_time=None, train_event=None, n_bootstrap=1000,
+                          seed=0, level=0.95):
+    """Time-dependent AUC (``time_dependent_auc``) at each horizon with a percentile bootstrap confidence
+    interval: a table with ``horizon``, ``auc``, ``lower``, ``upper`` and ``resamples`` (those with both cases
+    and controls at the horizon). Paper 001 reports its TD AUCs so (Table 3)."""
+    time, event, risk = _survival_arrays(time, event, ("risk", risk))
+    if train_time is not None:
+        train_time, train_event = _survival_arrays(train_time, train_event)
+    horizons = np.atleast_1d(np.asarray(horizons, dtype=float))
+    auc = time_dependent_auc(time, event, risk, horizons, train_time, train_event)
+    samples = _td_auc_resamples(time, event, [risk], horizons, train_time, train_event, n_bootstrap, seed)[:, 0]
+    rows = []
+    for k, t in enumerate(horizons):
+        column = samples[:, k][np.isfinite(samples[:, k])]
+        lower, upper = (np.quantile(column, [(1 - level) / 2, (1 + level) / 2]) if len(column) and
+                        np.isfinite(auc[k]) else (np.nan, np.nan))
+        rows.append({"horizon": t, "auc": auc[k], "lower": float(lower), "upper": float(upper),
+                     "resamples": int(len(column))})
+    return pd.DataFrame(rows)
+
+
+def compare_time_dependent_auc(time, event, risk_a, risk_b, horizons, train_time=None, train_event=None,
+                               n_bootstrap=1000, seed=0, level=0.95):
+    """Paired bootstrap test of two risk scores' time-dependent AUCs on the same patients, at each horizon.
+
+    Both AUCs are recomputed on the same resamples (as ``compare_concordance`` does for the C-index); the
+    difference's SE is the SD of the resampled differences and ``p`` the two-sided normal p-value of
+    ``(auc_a - auc_b) / se``. A table with ``horizon``, ``auc_a``, ``auc_b``, ``difference``, its percentile
+    ``lower`` / ``upper`` and ``p``.
+    """
+    time, event, risk_a, risk_b = _survival_arrays(time, event, ("risk_a", risk_a), ("risk_b", risk_b))
+    if train_time is not None:
+        train_time, train_event = _survival_arrays(train_time, train_event)
+    horizons = np.atleast_1d(np.asarray(horizons, dtype=float))
+    auc_a = time_dependent_auc(time, event, risk_a, horizons, train_time, train_event)
+    auc_b = time_dependent_auc(time, event, risk_b, horizons, train_time, train_event)
+    samples = _td_auc_resamples(time, event, [risk_a, risk_b], horizons, train_time, train_event, n_bootstrap,
+                                seed)
+    rows = []
+    for k, t in enumerate(horizons):
+        diffs = samples[:, 0, k] - samples[:, 1, k]
+        diffs = diffs[np.isfinite(diffs)]
+        difference = auc_a[k] - auc_b[k]
+        if not np.isfinite(difference) or len(diffs) < 2:
+            rows.append({"horizon": t, "auc_a": auc_a[k], "auc_b": auc_b[k], "difference": difference,
+                         "lower": np.nan, "upper": np.nan, "p": np.nan})
+            continue
+        se = diffs.std(ddof=1)
+        p = float(2 * stats.norm.sf(abs(difference) / se)) if se > 0 else (1.0 if difference == 0 else 0.0)
+        lower, upper = np.quantile(diffs, [(1 - level) / 2, (1 + level) / 2])
+        rows.append({"horizon": t, "auc_a": auc_a[k], "auc_b": auc_b[k], "difference": float(difference),
+                     "lower": float(lower), "upper": float(upper), "p": p})
+    return pd.DataFrame(rows)
+
+
 def brier_score(time, event, survival_prob, t, train_time=None, train_event=None):
-    """Graf et al.'s IPCW Brier score at horizon ``t`` for predicted survival probabilities S(t | x)."""
+    """Graf et al.'s IPCW Brier score at horizon ``t`` for predicted survival probabilities S(t | x).
+
+    Deaths by ``t`` are weighted 1 / G(T_i), patients alive after ``t`` 1 / G(t), those censored before ``t``
+    0; G as in ``time_dependent_auc``. Equals ``sksurv.metrics.brier_score`` (asserted to 1e-10 with ties).
+    """
     time, event, survival_prob = _survival_arrays(time, event, ("survival_prob", survival_prob))
-    censoring = _censoring_survival(*(_survival_arrays(train_time, train_event) if train_time is not None
-                                      else (time, event)))
+    if train_time is not None:
+        train_time, train_event = _survival_arrays(train_time, train_event)
+    censoring = _ipcw_censoring(time, event, train_time, train_event)
     died = (time <= t) & event
     alive = time > t
-    g_died = _g_before(censoring, time)
-    g_t = float(survival_at(censoring, t))
+    g_died = _g_at(censoring, time)
+    g_t = float(_g_at(censoring, t))
     with np.errstate(divide="ignore", invalid="ignore"):
         terms = np.where(died, survival_prob ** 2 / g_died, 0.0) + np.where(alive, (1 - survival_prob) ** 2 / g_t, 0.0)
     terms = np.where(np.isfinite(terms), terms, 0.0)
@@ -239,7 +348,8 @@ def brier_score(time, event, survival_prob, t, train_time=None, train_event=None
 def integrated_brier_score(time, event, survival_matrix, times, train_time=None, train_event=None):
     """Integral of the Brier score over ``times`` (trapezoid rule) divided by the time span.
 
-    ``survival_matrix`` has one row per patient and one column per time in ``times`` (increasing).
+    ``survival_matrix`` has one row per patient and one column per time in ``times`` (increasing). Equals
+    ``sksurv.metrics.integrated_brier_score`` (asserted to 1e-10 with ties).
     """
     times = np.asarray(times, dtype=float)
     survival_matrix = np.asarray(survival_matrix, dtype=float)
@@ -276,6 +386,97 @@ def calibration_at(time, event, survival_prob, t, groups=5, level=0.95):
     table = pd.DataFrame(rows)
     rmse = float(np.sqrt(np.mean((table["predicted"] - table["observed"]) ** 2)))
     return table, rmse
+
+
+def _km_at(time, event, t):
+    """Kaplan-Meier survival at t (inclusive), NaN when the follow-up ends before t."""
+    if len(time) == 0 or np.max(time) < t:
+        return np.nan
+    return float(survival_at(kaplan_meier(time, event), t))
+
+
+def survival_threshold_summary(time, event, positive, t):
+    """Sensitivity, specificity, PPV, NPV and accuracy at horizon ``t`` of calling ``positive`` (e.g. the
+    high-risk group) against death by ``t``, censoring handled with Kaplan-Meier estimates (Heagerty et al.
+    2000, survivalROC's ``method = "KM"``): with S the cohort's KM survival at t, S+ / S- that of the positive /
+    negative calls and P+ their share, PPV = 1 - S+, NPV = S-, sensitivity = (1 - S+) P+ / (1 - S),
+    specificity = 1 - S+ P+ / S, accuracy = sensitivity (1 - S) + specificity S. Without censoring before t
+    these are the plain proportions of ``threshold_summary`` on the status at t. Paper 001 reports them at
+    the Youden cut-off (Table 3). NaN where a group's follow-up ends before t."""
+    time, event, positive = _survival_arrays(time, event, ("positive", positive))
+    positive = positive.astype(bool)
+    s_all = _km_at(time, event, t)
+    s_pos = _km_at(time[positive], event[positive], t) if positive.any() else np.nan
+    s_neg = _km_at(time[~positive], event[~positive], t) if (~positive).any() else np.nan
+    share = positive.mean()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        sensitivity = (1 - s_pos) * share / (1 - s_all) if positive.any() else 0.0
+        specificity = 1 - s_pos * share / s_all if positive.any() else 1.0
+    accuracy = sensitivity * (1 - s_all) + specificity * s_all
+    return {"horizon": float(t), "n_positive": int(positive.sum()), "n_negative": int((~positive).sum()),
+            "event_rate": 1 - s_all, "sensitivity": float(sensitivity), "specificity": float(specificity),
+            "ppv": 1 - s_pos, "npv": s_neg, "accuracy": float(accuracy)}
+
+
+def survival_net_benefit(time, event, risk_at_t, t, thresholds):
+    """Decision curve of a survival model at horizon ``t`` (Vickers et al. 2008, the survival extension of
+    decision-curve analysis): treating the patients whose predicted risk of the event by t (1 - S(t | x))
+    reaches the threshold p_t has net benefit (1 - S+(t)) P+ - S+(t) P+ p_t / (1 - p_t), where P+ is the
+    share treated and S+ their Kaplan-Meier survival at t; treating everyone, (1 - S(t)) - S(t) p_t / (1 -
+    p_t). Equals ``dcurves.dca(..., time=t, time_to_outcome_col=...)``. NaN where the follow-up of the treated
+    ends before t. Returns a table with ``threshold``, ``model``, ``treat_all`` and ``treat_none``."""
+    time, event, risk_at_t = _survival_arrays(time, event, ("risk_at_t", risk_at_t))
+    if np.any((risk_at_t < 0) | (risk_at_t > 1)):
+        raise ValueError("risk_at_t must be probabilities of the event by t, in [0, 1]")
+    thresholds = np.asarray(thresholds, dtype=float)
+    if np.any((thresholds <= 0) | (thresholds >= 1)):
+        raise ValueError("thresholds must lie strictly between 0 and 1")
+    odds = thresholds / (1 - thresholds)
+    s_all = _km_at(time, event, t)
+    model = []
+    for threshold, o in zip(thresholds, odds):
+        treated = risk_at_t >= threshold
+        if not treated.any():
+            model.append(0.0)
+            continue
+        s_pos = _km_at(time[treated], event[treated], t)
+        share = treated.mean()
+        model.append((1 - s_pos) * share - s_pos * share * o)
+    return pd.DataFrame({"threshold": thresholds, "model": model, "treat_all": (1 - s_all) - s_all * odds,
+                         "treat_none": 0.0})
+
+
+def risk_group_hazard_ratios(time, event, groups, reference=None, level=0.95):
+    """Hazard ratios of risk groups against a reference group (default ``low`` when present, else the first
+    label): one Cox model on the group indicators (Efron ties, ``stats.cox.fit_cox``, equal to R's coxph).
+    A table with ``group``, ``n``, ``events``, ``hazard_ratio``, ``lower``, ``upper`` and Wald ``p`` (the
+    reference row has HR 1), and the log-rank p of the groups in ``logrank_p``."""
+    from .cox import ConvergenceError, fit_cox
+    time, event = _survival_arrays(time, event)
+    groups = np.asarray(groups).astype(str)
+    labels = sorted(np.unique(groups))
+    if len(labels) < 2:
+        raise ValueError("hazard ratios of risk groups need at least two groups")
+    reference = str(reference) if reference is not None else ("low" if "low" in labels else labels[0])
+    if reference not in labels:
+        raise ValueError(f"reference group '{reference}' is not among the groups {labels}")
+    others = [g for g in labels if g != reference]
+    X = np.column_stack([(groups == g).astype(float) for g in others])
+    try:
+        summary = fit_cox(X, time, event, others).summary(level).set_index("covariate")
+    except ConvergenceError:  # a group without events: its HR is 0 or infinite
+        summary = pd.DataFrame(np.nan, index=others, columns=["hazard_ratio", "hr_lower", "hr_upper", "p"])
+    logrank = logrank_test(time, event, groups)["p"]
+    rows = [{"group": reference, "n": int((groups == reference).sum()),
+             "events": int(event[groups == reference].sum()), "hazard_ratio": 1.0, "lower": np.nan,
+             "upper": np.nan, "p": np.nan, "logrank_p": logrank}]
+    for g in others:
+        member = groups == g
+        rows.append({"group": g, "n": int(member.sum()), "events": int(event[member].sum()),
+                     "hazard_ratio": float(summary.loc[g, "hazard_ratio"]), "lower": float(summary.loc[g, "hr_lower"]),
+                     "upper": float(summary.loc[g, "hr_upper"]), "p": float(summary.loc[g, "p"]),
+                     "logrank_p": logrank})
+    return pd.DataFrame(rows)
 
 
 # --- binary outcomes ----------------------------------------------------------------------------------------
@@ -483,3 +684,30 @@ def calibration_binary(label, probability, groups=10):
     table = pd.DataFrame({"group": ranks + 1, "p": probability, "y": label.astype(float)}).groupby("group").agg(
         n=("y", "size"), predicted=("p", "mean"), observed=("y", "mean")).reset_index()
     return table, float(np.mean((probability - label) ** 2))
+
+
+# --- several tests at once ----------------------------------------------------------------------------------
+
+def benjamini_hochberg(p_values):
+    """Benjamini-Hochberg false-discovery-rate adjusted p-values (R's ``p.adjust(p, "BH")``, statsmodels'
+    ``multipletests(p, method="fdr_bh")``): p_(i) m / i made monotone from the largest down and capped at 1.
+    NaN entries stay NaN and do not count in m (R's convention). Paper 001 adjusts its model comparisons so
+    (Table 4, P+)."""
+    p = np.asarray(p_values, dtype=float)
+    if p.ndim != 1:
+        raise ValueError("p_values must be one-dimensional")
+    finite = np.isfinite(p)
+    if np.any((p[finite] < 0) | (p[finite] > 1)):
+        raise ValueError("p-values must lie in [0, 1]")
+    out = np.full(p.shape, np.nan)
+    values = p[finite]
+    m = len(values)
+    if m == 0:
+        return out
+    order = np.argsort(values)[::-1]  # largest first
+    ranked = values[order] * m / np.arange(m, 0, -1)
+    adjusted = np.minimum(1.0, np.minimum.accumulate(ranked))
+    result = np.empty(m)
+    result[order] = adjusted
+    out[finite] = result
+    return out

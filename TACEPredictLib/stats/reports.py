@@ -29,16 +29,19 @@ def report_notice(model, data):
     return notice
 
 
-def _save(fig, path, notice, bottom=0.05):
+def _save(fig, path, notice, bottom=0.05, tight=True):
     """Every figure carries the notice at its foot."""
     fig.text(0.01, 0.005, notice, fontsize=6, color="0.35", ha="left", va="bottom", wrap=True)
-    fig.tight_layout(rect=(0, bottom, 1, 1))
+    if tight:
+        fig.tight_layout(rect=(0, bottom, 1, 1))
     fig.savefig(path, dpi=120)
     _pyplot().close(fig)
 
 
 def survival_metrics(time, event, risk, surv, train_time=None, train_event=None, n_bootstrap=1000, seed=0):
-    """Every survival statistic of one model on one cohort, as a flat dict (times in days, surv at 1/2/3 y)."""
+    """Every survival statistic of one model on one cohort, as a flat dict (times in days, surv at 1/2/3 y):
+    the C-index with its bootstrap CI, the time-dependent AUC at 1, 2 and 3 years with bootstrap CIs (paper
+    001 reports them so) and the integrated Brier score over the followed years."""
     c, lower, upper = M.concordance_index_ci(time, risk, event, n_bootstrap=n_bootstrap, seed=seed)
     out = {"cases": int(len(time)), "events": int(np.sum(event)), "c_index": c, "c_index_lower": lower,
            "c_index_upper": upper}
@@ -50,7 +53,46 @@ def survival_metrics(time, event, risk, surv, train_time=None, train_event=None,
     if len(followed) >= 2:
         out["integrated_brier_score"] = M.integrated_brier_score(time, event, surv[:, :len(followed)], followed,
                                                                   train_time, train_event)
+    intervals = M.time_dependent_auc_ci(time, event, risk, horizons, train_time, train_event,
+                                        n_bootstrap=n_bootstrap, seed=seed)
+    for years, (_, row) in zip(HORIZON_YEARS, intervals.iterrows()):
+        out[f"auc_{years}y_lower"], out[f"auc_{years}y_upper"] = float(row["lower"]), float(row["upper"])
     return out
+
+
+def survival_horizon(time):
+    """The horizon of the calibration and threshold statistics: the latest of 1, 2, 3 years the cohort is
+    followed beyond."""
+    return max((y for y in HORIZON_YEARS if y * DAYS_PER_YEAR < np.max(time)), default=HORIZON_YEARS[0])
+
+
+def survival_evaluation(time, event, predictions, train_time=None, train_event=None, n_bootstrap=1000, seed=0):
+    """One survival model's statistics on one cohort from its prediction table (``risk_score``, ``surv_*y``,
+    ``risk_group``): ``survival_metrics``, the log-rank test and hazard ratio of its high- against its low-risk
+    group, calibration at the horizon, and sensitivity, specificity, PPV, NPV and accuracy of the high-risk
+    group against death by the horizon (Kaplan-Meier estimates). Returns ``(metrics dict, calibration table)``.
+    ``evaluate`` and ``compare`` (and so the validation runner) compute every number through here."""
+    risk = predictions["risk_score"].to_numpy(dtype=float)
+    surv = predictions[[f"surv_{y}y" for y in HORIZON_YEARS]].to_numpy(dtype=float)
+    result = survival_metrics(time, event, risk, surv, train_time, train_event, n_bootstrap, seed)
+    groups = predictions["risk_group"].to_numpy()
+    if len(np.unique(groups)) == 2:
+        result["logrank_p"] = M.logrank_test(time, event, groups)["p"]
+    for g in ("high", "low"):
+        member = groups == g
+        result[f"n_{g}_risk"] = int(member.sum())
+    horizon = survival_horizon(time)
+    calibration, rmse = M.calibration_at(time, event, surv[:, HORIZON_YEARS.index(horizon)],
+                                         horizon * DAYS_PER_YEAR)
+    result["calibration_horizon_years"] = horizon
+    result["calibration_rmse"] = rmse
+    if set(np.unique(groups)) == {"high", "low"}:
+        hr = M.risk_group_hazard_ratios(time, event, groups, reference="low").set_index("group").loc["high"]
+        result.update(hr_high_vs_low=hr["hazard_ratio"], hr_lower=hr["lower"], hr_upper=hr["upper"], hr_p=hr["p"])
+    at = M.survival_threshold_summary(time, event, groups == "high", horizon * DAYS_PER_YEAR)
+    for key in ("sensitivity", "specificity", "ppv", "npv", "accuracy"):
+        result[f"{key}_at_horizon"] = at[key]
+    return result, calibration
 
 
 def evaluate_survival(model, data, out_dir, n_bootstrap=1000, seed=0, train_data=None):
@@ -65,23 +107,12 @@ def evaluate_survival(model, data, out_dir, n_bootstrap=1000, seed=0, train_data
                          fix="evaluate on a set with observed deaths (all censored: nothing to compare "
                              "predictions with); `tacepredict predict` gives the predictions alone")
     predictions = model.predict(data)
-    risk = predictions["risk_score"].to_numpy()
-    surv = predictions[[f"surv_{y}y" for y in HORIZON_YEARS]].to_numpy()
     train_time = train_event = None
     if train_data is not None:
         train_time, train_event = survival_outcome(complete_outcome_rows(train_data.table, "os"), "os")
-    result = survival_metrics(time, event, risk, surv, train_time, train_event, n_bootstrap, seed)
+    result, calibration = survival_evaluation(time, event, predictions, train_time, train_event, n_bootstrap, seed)
     groups = predictions["risk_group"].to_numpy()
-    if len(np.unique(groups)) == 2:
-        result["logrank_p"] = M.logrank_test(time, event, groups)["p"]
-    for g in ("high", "low"):
-        member = groups == g
-        result[f"n_{g}_risk"] = int(member.sum())
-    horizon = max((y for y in HORIZON_YEARS if y * DAYS_PER_YEAR < np.max(time)), default=HORIZON_YEARS[0])
-    calibration, rmse = M.calibration_at(time, event, surv[:, HORIZON_YEARS.index(horizon)],
-                                         horizon * DAYS_PER_YEAR)
-    result["calibration_horizon_years"] = horizon
-    result["calibration_rmse"] = rmse
+    horizon = result["calibration_horizon_years"]
     notice = report_notice(model, data)
 
     predictions.assign(os_days=time, os_event=event).to_csv(os.path.join(out_dir, "predictions.csv"), index=False)
@@ -94,7 +125,12 @@ def evaluate_survival(model, data, out_dir, n_bootstrap=1000, seed=0, train_data
     plot_kaplan_meier(time, event, groups, os.path.join(out_dir, "kaplan_meier.png"),
                       title=f"{model.label}: risk groups", notice=notice, p=result.get("logrank_p"))
     plot_calibration(calibration, horizon, os.path.join(out_dir, "calibration.png"), model.label, notice)
-    plot_time_auc(result, os.path.join(out_dir, "time_dependent_auc.png"), model.label, notice)
+    plot_time_auc({model.label: result}, os.path.join(out_dir, "time_dependent_auc.png"), model.label, notice)
+    decision = M.survival_net_benefit(time, event, 1 - predictions[f"surv_{horizon}y"].to_numpy(float),
+                                      horizon * DAYS_PER_YEAR, DECISION_THRESHOLDS)
+    decision.to_csv(os.path.join(out_dir, "decision_curve.csv"), index=False)
+    plot_decision_curves({model.label: decision}, os.path.join(out_dir, "decision_curve.png"),
+                         f"{model.label}: decision curve at {horizon} years", notice)
     clinical_score_comparators(data, time, event, model, out_dir, notice, n_bootstrap, seed)
     return result, predictions
 
@@ -120,29 +156,78 @@ def clinical_score_comparators(data, time, event, model, out_dir, notice, n_boot
             row = table.set_index("score").loc[kind]
             plot_kaplan_meier(time[graded], event[graded], grades[graded], os.path.join(out_dir, f"km_{kind}.png"),
                               title=f"{row['title']}: overall survival by grade", notice=notice,
-                              p=row["logrank_p"])
+                              p=row["logrank_p"], group_suffix="")
     table.insert(table.columns.get_loc("c_index_upper") + 1, "model_c_index_same_cases", model_c)
     table.to_csv(os.path.join(out_dir, "clinical_scores.csv"), index=False)
     return table
 
 
-def plot_kaplan_meier(time, event, groups, path, title, notice, p=None, ylabel="overall survival"):
+def at_risk_counts(time, groups, ticks):
+    """Numbers at risk under a Kaplan-Meier figure: patients of each group still followed at each tick
+    (follow-up time >= tick, the risk set at that time, as R's survminer counts it). A table, one row per
+    group, one column per tick."""
+    time = np.asarray(time, dtype=float)
+    groups = np.asarray(groups)
+    return pd.DataFrame({tick: [int(np.sum((groups == g) & (time >= tick))) for g in sorted(np.unique(groups))]
+                         for tick in ticks}, index=sorted(np.unique(groups)))
+
+
+def plot_kaplan_meier(time, event, groups, path, title, notice, p=None, ylabel="overall survival",
+                      group_suffix=" risk", scale=DAYS_PER_YEAR, xlabel="years after TACE"):
+    """Kaplan-Meier curves of the groups with their 95% confidence bands, censoring marks (|) and the numbers
+    at risk under the plot, as the papers' figures carry them; the numbers at risk are also written beside the
+    figure (``<name>_at_risk.csv``, times in the figure's unit). Returns that table."""
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6, 4.5))
-    for label in sorted(np.unique(groups)):
+    time = np.asarray(time, dtype=float)
+    event = np.asarray(event)
+    groups = np.asarray(groups)
+    labels = sorted(np.unique(groups))
+    fig = plt.figure(figsize=(6, 4.6 + 0.2 * len(labels)))
+    grid = fig.add_gridspec(2, 1, height_ratios=[4.2, 0.5 + 0.22 * len(labels)], hspace=0.12, left=0.17,
+                            right=0.97, top=0.93, bottom=0.1 + 0.02 * len(labels))
+    ax = fig.add_subplot(grid[0])
+    table_ax = fig.add_subplot(grid[1], sharex=ax)
+    colours = {}
+    for label in labels:
         member = groups == label
         km = M.kaplan_meier(time[member], event[member])
-        t = np.concatenate([[0.0], km["time"].to_numpy()]) / DAYS_PER_YEAR
+        t = np.concatenate([[0.0], km["time"].to_numpy()]) / scale
         s = np.concatenate([[1.0], km["survival"].to_numpy()])
-        ax.step(t, s, where="post", label=f"{label} risk (n={member.sum()})")
+        (line,) = ax.step(t, s, where="post", label=f"{label}{group_suffix} (n={member.sum()})")
+        colours[label] = line.get_color()
         ax.fill_between(t, np.concatenate([[1.0], km["lower"]]), np.concatenate([[1.0], km["upper"]]), step="post",
-                        alpha=0.15)
-    ax.set_xlabel("years after TACE")
+                        alpha=0.15, color=line.get_color())
+        censored = km["censored"].to_numpy() > 0
+        ax.plot(km["time"].to_numpy()[censored] / scale, km["survival"].to_numpy()[censored], linestyle="none",
+                marker="|", markersize=8, color=line.get_color())
+    ax.set_xlim(0, max(float(np.max(time)) / scale, 1e-9) * 1.02)
+    ticks = [x for x in ax.get_xticks() if 0 <= x <= float(np.max(time)) / scale]
+    counts = at_risk_counts(time / scale, groups, ticks)
     ax.set_ylabel(ylabel)
     ax.set_ylim(0, 1.02)
-    ax.set_title(title + (f" (log-rank p = {p:.3g})" if p is not None else ""))
-    ax.legend()
-    _save(fig, path, notice, bottom=0.04)
+    import textwrap
+    ax.set_title("\n".join(textwrap.wrap(title + (f" (log-rank p = {p:.3g})" if p is not None else ""), 70)),
+                 fontsize=9)
+    ax.plot([], [], linestyle="none", marker="|", color="0.3", label="censored")
+    ax.legend(fontsize=8)
+    ax.tick_params(labelbottom=False)
+    for row, label in enumerate(labels):
+        y = len(labels) - 1 - row
+        for tick in ticks:
+            table_ax.text(tick, y, str(counts.loc[label, tick]), ha="center", va="center", fontsize=8,
+                          color=colours[label])
+    table_ax.set_ylim(-0.6, len(labels) - 0.4)
+    table_ax.set_yticks(range(len(labels)), [f"{label}{group_suffix}" for label in labels][::-1], fontsize=8)
+    table_ax.set_xticks(ticks)
+    table_ax.set_xlabel(xlabel)
+    table_ax.set_title("number at risk", fontsize=8, loc="left", pad=3)
+    for side in ("top", "right", "left"):
+        table_ax.spines[side].set_visible(False)
+    table_ax.tick_params(axis="y", length=0, pad=16)
+    _save(fig, path, notice, tight=False)
+    counts.index.name = "group"
+    counts.to_csv(os.path.splitext(path)[0] + "_at_risk.csv")
+    return counts
 
 
 def plot_calibration(table, horizon, path, name, notice):
@@ -161,17 +246,50 @@ def plot_calibration(table, horizon, path, name, notice):
     _save(fig, path, notice, bottom=0.04)
 
 
-def plot_time_auc(result, path, name, notice):
+def plot_time_auc(results, path, name, notice):
+    """Time-dependent AUC at 1, 2 and 3 years of one or more models (``{label: metrics dict}``), with the
+    bootstrap 95% CIs where the metrics have them."""
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(4.8, 3.6))
-    values = [result[f"auc_{y}y"] for y in HORIZON_YEARS]
-    ax.plot(HORIZON_YEARS, values, "o-")
+    fig, ax = plt.subplots(figsize=(5.2, 3.8))
+    offsets = np.linspace(-0.08, 0.08, len(results)) if len(results) > 1 else [0.0]
+    for offset, (label, result) in zip(offsets, results.items()):
+        values = np.array([result[f"auc_{y}y"] for y in HORIZON_YEARS], dtype=float)
+        x = np.asarray(HORIZON_YEARS, dtype=float) + offset
+        if all(f"auc_{y}y_lower" in result for y in HORIZON_YEARS):
+            lower = np.array([result[f"auc_{y}y_lower"] for y in HORIZON_YEARS], dtype=float)
+            upper = np.array([result[f"auc_{y}y_upper"] for y in HORIZON_YEARS], dtype=float)
+            ax.errorbar(x, values, yerr=[values - lower, upper - values], fmt="o-", capsize=3, label=label)
+        else:
+            ax.plot(x, values, "o-", label=label)
     ax.axhline(0.5, color="0.6", linestyle="--")
     ax.set_xticks(HORIZON_YEARS)
     ax.set_ylim(0.3, 1)
     ax.set_xlabel("years")
-    ax.set_ylabel("cumulative / dynamic AUC")
-    ax.set_title(f"{name}: time-dependent AUC")
+    ax.set_ylabel("cumulative / dynamic AUC (95% CI)")
+    ax.set_title(f"{name}: time-dependent AUC", fontsize=9)
+    if len(results) > 1:
+        ax.legend(fontsize=7)
+    _save(fig, path, notice)
+
+
+def plot_decision_curves(curves, path, title, notice):
+    """Net benefit against the threshold probability for one or more models (``{label: net_benefit table}``),
+    with treat-all (of the first table) and treat-none."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    first = next(iter(curves.values()))
+    top = 0.05
+    for label, table in curves.items():
+        ax.plot(table["threshold"], table["model"], label=label)
+        top = max(top, float(np.nanmax(table["model"].to_numpy(float))))
+    ax.plot(first["threshold"], first["treat_all"], color="0.4", linestyle="--", label="treat all")
+    ax.plot(first["threshold"], first["treat_none"], color="0.0", linewidth=0.8, label="treat none")
+    top = max(top, float(np.nanmax(first["treat_all"].to_numpy(float))))
+    ax.set_ylim(-0.05, top * 1.1)
+    ax.set_xlabel("threshold probability")
+    ax.set_ylabel("net benefit")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7)
     _save(fig, path, notice)
 
 
@@ -350,16 +468,8 @@ def evaluate_binary(model, data, label_column, out_dir, n_bootstrap=1000, seed=0
         ax.set_title(title, fontsize=9)
         ax.legend(loc=place)
         _save(fig, os.path.join(out_dir, name), notice)
-    fig, ax = plt.subplots(figsize=(5.5, 4))
-    ax.plot(decision["threshold"], decision["model"], label=model.label)
-    ax.plot(decision["threshold"], decision["treat_all"], label="treat all")
-    ax.plot(decision["threshold"], decision["treat_none"], label="treat none")
-    ax.set_ylim(-0.05, max(0.05, float(np.max(decision[["model", "treat_all"]].to_numpy())) * 1.1))
-    ax.set_xlabel("threshold probability")
-    ax.set_ylabel("net benefit")
-    ax.set_title("decision curve", fontsize=9)
-    ax.legend()
-    _save(fig, os.path.join(out_dir, "decision_curve.png"), notice)
+    plot_decision_curves({model.label: decision}, os.path.join(out_dir, "decision_curve.png"), "decision curve",
+                         notice)
     return result, predictions
 
 
@@ -367,7 +477,7 @@ def plot_correlation(table, path, title, notice):
     """Heat map of a square correlation table (the models' outputs on the same cases)."""
     plt = _pyplot()
     n = len(table)
-    fig, ax = plt.subplots(figsize=(1.0 + 0.45 * n, 0.8 + 0.45 * n))
+    fig, ax = plt.subplots(figsize=(max(5.5, 2.6 + 0.5 * n), max(4.5, 1.8 + 0.5 * n)))
     image = ax.imshow(table.to_numpy(dtype=float), vmin=-1, vmax=1, cmap="RdBu_r")
     ax.set_xticks(range(n), table.columns, rotation=60, ha="right", fontsize=7)
     ax.set_yticks(range(n), table.index, fontsize=7)
@@ -375,7 +485,8 @@ def plot_correlation(table, path, title, notice):
         for j in range(n):
             ax.text(j, i, f"{table.iat[i, j]:.2f}", ha="center", va="center", fontsize=5.5)
     fig.colorbar(image, ax=ax, shrink=0.8, label="Spearman correlation")
-    ax.set_title(title, fontsize=9)
+    import textwrap
+    ax.set_title("\n".join(textwrap.wrap(title, 60)), fontsize=9)
     _save(fig, path, notice, bottom=0.02)
 
 

@@ -102,9 +102,10 @@ def run_survival_validation(manifest_path, features_dir, out_dir, seed=0, test_f
     Writes ``models/<run>/`` (bundles), ``reports/<run>/`` (metrics, figures), ``comparison.csv`` and
     ``validation.json`` into ``out_dir``; returns ``(comparison table, summary dict)``.
     """
+    from .compare import compare_models
     os.makedirs(out_dir, exist_ok=True)
     train, test = split_data(manifest_path, features_dir, test_fraction, seed)
-    rows, risks = [], {}
+    rows, risks, trained, predictions = [], {}, {}, {}
     test_rows = complete_outcome_rows(test.table, "os")
     test_time, test_event = survival_outcome(test_rows, "os")
     total_train_seconds = 0.0
@@ -115,29 +116,26 @@ def run_survival_validation(manifest_path, features_dir, out_dir, seed=0, test_f
         seconds = clock.perf_counter() - start  # includes writing the bundle and its figure
         total_train_seconds += seconds
         apparent = info["metrics"]["c_index_training_apparent"]
-        result, predictions = evaluate_survival(model, test, os.path.join(out_dir, "reports", name),
-                                                n_bootstrap=n_bootstrap, seed=seed, train_data=train)
-        risks[name] = predictions["risk_score"].to_numpy()
-        rows.append({"run": name, "model": kind, **options, "train_seconds": seconds, "c_index_train": apparent,
-                     **result})
+        result, prediction = evaluate_survival(model, test, os.path.join(out_dir, "reports", name),
+                                               n_bootstrap=n_bootstrap, seed=seed, train_data=train)
+        risks[name] = prediction["risk_score"].to_numpy()
+        trained[name], predictions[name] = model, prediction
+        rows.append({"run": name, "model": kind, **options, "train_seconds": seconds, "c_index_train": apparent})
         log(f"  {name:20s} C-index held-out {result['c_index']:.3f} "
             f"({result['c_index_lower']:.3f}-{result['c_index_upper']:.3f}), train {seconds:.1f} s")
-    table = pd.DataFrame(rows)
-    for reference in CLINICAL_REFERENCES:
-        if reference not in risks:
-            continue
-        p_values, diffs = [], []
-        for name in table["run"]:
-            if name == reference:
-                p_values.append(np.nan)
-                diffs.append(0.0)
-                continue
-            test_result = M.compare_concordance(test_time, risks[name], risks[reference], test_event,
-                                                n_bootstrap=n_bootstrap, seed=seed)
-            p_values.append(test_result["p"])
-            diffs.append(test_result["difference"])
-        table[f"c_minus_{reference}"] = diffs
-        table[f"p_vs_{reference}"] = p_values
+    # every held-out statistic and paired test through the code of `tacepredict compare`
+    compared, _ = compare_models(trained, test, out_dir, references=[r for r in CLINICAL_REFERENCES if r in risks],
+                                 train_data=train, n_bootstrap=n_bootstrap, seed=seed, predictions=predictions,
+                                 log=None)
+    table = pd.DataFrame(rows).join(compared.drop(columns=["model", "label", "cutoff"]))
+    # paper 000's figure: overall survival of the training and the held-out cohort
+    train_time, train_event = survival_outcome(complete_outcome_rows(train.table, "os"), "os")
+    cohorts = np.repeat(["training", "held-out"], [len(train_time), len(test_time)])
+    both_time, both_event = np.concatenate([train_time, test_time]), np.concatenate([train_event, test_event])
+    from .reports import plot_kaplan_meier, report_notice
+    plot_kaplan_meier(both_time, both_event, cohorts, os.path.join(out_dir, "km_training_vs_held_out.png"),
+                      "overall survival: training and held-out cohorts", report_notice(model, test),
+                      p=M.logrank_test(both_time, both_event, cohorts)["p"], group_suffix=" cohort")
     summary = {"manifest": os.path.abspath(manifest_path), "features": features_dir, "seed": seed,
                "test_fraction": test_fraction, "train_cases": len(train.table), "test_cases": len(test_rows),
                "test_events": int(test_event.sum()), "train_seconds_all_models": total_train_seconds,
@@ -158,27 +156,6 @@ def run_survival_validation(manifest_path, features_dir, out_dir, seed=0, test_f
     return table, summary
 
 
-def _binary_comparison(table, label, probabilities, reference, cutoffs=None):
-    """Add to ``table`` (one row per model) the DeLong test against the best model and the NRI / IDI against
-    ``reference`` (continuous NRI, and categorical at ``cutoffs`` when given)."""
-    best = table.loc[table["auc"].idxmax(), "model"]
-    for name, other in (("best", best), ("reference", reference)):
-        tests = [M.delong_test(label, probabilities[m], probabilities[other]) if m != other else None
-                 for m in table["model"]]
-        table[f"delong_p_vs_{name}"] = [t["p"] if t else np.nan for t in tests]
-    table["nri_vs_reference"] = [M.nri(label, probabilities[reference], probabilities[m])["nri"]
-                                 if m != reference else np.nan for m in table["model"]]
-    if cutoffs is not None:
-        table["nri_categorical_vs_reference"] = [
-            M.nri(label, probabilities[reference], probabilities[m], cutoffs)["nri"] if m != reference else np.nan
-            for m in table["model"]]
-    idis = [M.idi(label, probabilities[reference], probabilities[m]) if m != reference else None
-            for m in table["model"]]
-    table["idi_vs_reference"] = [i["idi"] if i else np.nan for i in idis]
-    table["idi_p_vs_reference"] = [i["p"] if i else np.nan for i in idis]
-    return best
-
-
 def _write_summary(out_dir, table, summary):
     table.to_csv(os.path.join(out_dir, "comparison.csv"), index=False)
     with open(os.path.join(out_dir, "validation.json"), "w", encoding="utf-8") as handle:
@@ -194,18 +171,19 @@ def run_response_validation(manifest_path, features_dir, out_dir, seed=0, test_f
     correlation of all models' outputs (``correlation.csv`` / ``.png``). Returns ``(table, summary)``."""
     from ..data.outcomes import OBJECTIVE_RESPONSE as LABEL, objective_response
     from ..models.initial_response import KINDS, ResponseIntegration
-    from .reports import evaluate_binary, plot_correlation, report_notice
+    from .compare import compare_models
+    from .reports import evaluate_binary, report_notice
     os.makedirs(out_dir, exist_ok=True)
     train, test = split_data(manifest_path, features_dir, test_fraction, seed)
     test = test.subset(test.table.assign(**{LABEL: objective_response(test.table)}))
     test = test.subset(test.table[test.table[LABEL].notna()])
-    rows, probabilities, trained = [], {}, {}
+    rows, predictions, trained, evaluated = [], {}, {}, {}
     total = 0.0
 
     def evaluate(name, model, seconds, n_features):
-        result, predictions = evaluate_binary(model, test, LABEL, os.path.join(out_dir, "reports", name),
-                                              n_bootstrap=n_bootstrap, seed=seed)
-        probabilities[name] = predictions["probability"].to_numpy()
+        result, prediction = evaluate_binary(model, test, LABEL, os.path.join(out_dir, "reports", name),
+                                             n_bootstrap=n_bootstrap, seed=seed)
+        predictions[name], evaluated[name] = prediction, model
         rows.append({"model": name, "features": n_features, "train_seconds": seconds, **result})
         log(f"  {name:13s} AUC held-out {result['auc']:.3f} ({result['auc_delong_lower']:.3f}-"
             f"{result['auc_delong_upper']:.3f}), train {seconds:.1f} s")
@@ -233,14 +211,14 @@ def run_response_validation(manifest_path, features_dir, out_dir, seed=0, test_f
     label = test.table[LABEL].to_numpy(dtype=int)
     radiomics = table[table["model"].isin(KINDS)]
     reference = radiomics.loc[radiomics["auc"].idxmax(), "model"] if len(radiomics) else table["model"].iloc[0]
-    best = _binary_comparison(table, label, probabilities, reference)
-    correlation = pd.DataFrame(probabilities, index=test.case_ids).corr(method="spearman")
-    correlation.to_csv(os.path.join(out_dir, "correlation.csv"))
-    plot_correlation(correlation, os.path.join(out_dir, "correlation.png"),
-                     "initial response: Spearman correlation of the models' held-out outputs",
-                     report_notice(trained[next(iter(trained))], test))
+    # the paired statistics and the correlation heat map (with the tumour size) through `tacepredict compare`
+    compared, compare_summary = compare_models(
+        evaluated, test, out_dir, references=[reference], n_bootstrap=n_bootstrap, seed=seed,
+        predictions=predictions, notice=report_notice(trained[next(iter(trained))], test), log=None)
+    table = table[["model", "features", "train_seconds"]].join(compared.drop(columns=["model"]))
     summary = {"train_cases": len(train.table), "test_cases": len(label), "test_responders": int(label.sum()),
-               "best": best, "reference": reference, "train_seconds_all_models": total, "synthetic": train.synthetic}
+               "best": compare_summary["best"], "reference": reference, "train_seconds_all_models": total,
+               "synthetic": train.synthetic}
     _write_summary(out_dir, table, summary)
     return table, summary
 
@@ -250,10 +228,10 @@ def run_mrecist_validation(manifest_path, features_dir, out_dir, seed=0, test_fr
     """Seed 003's ResNet-50 on the same split: per-class one-vs-rest ROC / AUC and confusion matrices at patch
     and patient level, and P(objective response) = P(CR) + P(PR) against the objective response (the binary
     report). Returns ``(table, summary)``: one row per level."""
-    from ..data.outcomes import (MRECIST_CLASSES, OBJECTIVE_RESPONSE as LABEL, is_objective, objective_response,
-                                 probability_of_objective)
+    from ..data.outcomes import OBJECTIVE_RESPONSE as LABEL, objective_response
     from ..models.training import case_mean
-    from .reports import evaluate_binary, plot_class_rocs, plot_confusion, report_notice
+    from .compare import mrecist_level
+    from .reports import evaluate_binary, report_notice
     os.makedirs(out_dir, exist_ok=True)
     train, test = split_data(manifest_path, features_dir, test_fraction, seed)
     start = clock.perf_counter()
@@ -267,23 +245,9 @@ def run_mrecist_validation(manifest_path, features_dir, out_dir, seed=0, test_fr
     notice = report_notice(model, test)
     p_patch, groups = model.patch_probabilities(test)
     levels = {"patch": (y_case[groups], p_patch), "patient": (y_case, case_mean(p_patch, groups, len(y_case)))}
-    rows = []
-    for level, (truth, p) in levels.items():
-        predicted = p.argmax(1)
-        matrix = np.zeros((4, 4), int)
-        np.add.at(matrix, (truth, predicted), 1)
-        pd.DataFrame(matrix, index=[f"true_{c}" for c in MRECIST_CLASSES],
-                     columns=[f"predicted_{c}" for c in MRECIST_CLASSES]).to_csv(
-            os.path.join(reports, f"confusion_{level}.csv"))
-        plot_confusion(matrix, MRECIST_CLASSES, os.path.join(reports, f"confusion_{level}.png"),
-                       f"mRECIST confusion matrix ({level} level, held-out)", notice)
-        aucs = plot_class_rocs(truth, p, MRECIST_CLASSES, os.path.join(reports, f"roc_classes_{level}.png"),
-                               f"mRECIST one-vs-rest ROC ({level} level, held-out)", notice)
-        objective = is_objective(truth).astype(int)
-        rows.append({"level": level, "n": int(len(truth)), "accuracy": float((predicted == truth).mean()),
-                     **{f"auc_{c}": aucs.get(c, np.nan) for c in MRECIST_CLASSES},
-                     "auc_macro": float(np.nanmean(list(aucs.values()))),
-                     "auc_objective_response": M.roc_auc(objective, probability_of_objective(p))})
+    # confusion matrices and per-class ROC (with DeLong CIs) through the code of `tacepredict compare`
+    rows = [{"level": level, **mrecist_level(truth, p, reports, level, f"{level} level, held-out", notice)}
+            for level, (truth, p) in levels.items()]
     table = pd.DataFrame(rows)
     log("  " + "; ".join(f"{r['level']}: accuracy {r['accuracy']:.3f}, macro AUC {r['auc_macro']:.3f}, "
                          f"AUC of P(OR) {r['auc_objective_response']:.3f}" for r in rows)
@@ -301,7 +265,8 @@ def run_aggressive_validation(manifest_path, features_dir, out_dir, seed=0, test
     evaluated on the held-out cases; DeLong, NRI (continuous and at 0.28) and IDI against Model_CS; Kaplan-Meier
     of time to aggressive progression and of OS by Model_CSD's 0.28 risk groups. Returns ``(table, summary)``."""
     from ..models.aggressive_progression import ClinicalSemanticScore, HIGH_RISK_CUTOFF
-    from .reports import evaluate_binary, plot_kaplan_meier, report_notice
+    from .compare import compare_models
+    from .reports import evaluate_binary, report_notice
     os.makedirs(out_dir, exist_ok=True)
     train, test = split_data(manifest_path, features_dir, test_fraction, seed)
     start = clock.perf_counter()
@@ -312,31 +277,23 @@ def run_aggressive_validation(manifest_path, features_dir, out_dir, seed=0, test
         "auc_training_apparent": M.roc_auc(y, csd.d.probability(labelled)),
         **{k: v for k, v in csd.d.info.items() if k.startswith("auc_")}})
     test, _ = csd.labelled(test)
-    rows, probabilities = [], {}
+    models_, predictions = {}, {}
     for name, model in (("clinical-semantic", ClinicalSemanticScore()), ("model-d", csd.d), ("csd", csd)):
-        result, predictions = evaluate_binary(model, test, "aggressive_pd", os.path.join(out_dir, "reports", name),
-                                              n_bootstrap=n_bootstrap, seed=seed)
-        probabilities[name] = predictions["probability"].to_numpy()
-        rows.append({"model": name, "label": model.label, **result})
+        result, predictions[name] = evaluate_binary(model, test, "aggressive_pd",
+                                                    os.path.join(out_dir, "reports", name), n_bootstrap=n_bootstrap,
+                                                    seed=seed)
+        models_[name] = model
         log(f"  {name:17s} AUC held-out {result['auc']:.3f} ({result['auc_delong_lower']:.3f}-"
             f"{result['auc_delong_upper']:.3f})")
-    table = pd.DataFrame(rows)
+    probabilities = {name: p["probability"].to_numpy() for name, p in predictions.items()}
     label = test.table["aggressive_pd"].to_numpy(dtype=int)
-    best = _binary_comparison(table, label, probabilities, "clinical-semantic", cutoffs=[HIGH_RISK_CUTOFF])
-    groups = np.where(probabilities["csd"] >= HIGH_RISK_CUTOFF, "high", "low")
-    notice = report_notice(csd, test)
-    km = {}
-    for outcome, time_column, event_column, ylabel in (
-            ("aggressive_pd", "aggressive_pd_days", "aggressive_pd", "free of aggressive progression"),
-            ("os", "os_days", "os_event", "overall survival")):
-        if time_column not in test.table or len(np.unique(groups)) < 2:
-            continue
-        time = test.table[time_column].to_numpy(dtype=float)
-        event = test.table[event_column].to_numpy(dtype=int)
-        p = M.logrank_test(time, event, groups)["p"]
-        km[outcome] = {"logrank_p": p, "high": int((groups == "high").sum()), "low": int((groups == "low").sum())}
-        plot_kaplan_meier(time, event, groups, os.path.join(out_dir, "reports", "csd", f"km_{outcome}.png"),
-                          f"Model_CSD groups at {HIGH_RISK_CUTOFF}: {ylabel}", notice, p=p, ylabel=ylabel)
+    # the paired statistics, Kaplan-Meier by risk group (km_<model>_<outcome>.png) and the correlation heat
+    # map through `tacepredict compare`
+    table, compare_summary = compare_models(
+        models_, test, out_dir, references=["clinical-semantic"], n_bootstrap=n_bootstrap, seed=seed,
+        predictions=predictions, nri_cutoffs=[HIGH_RISK_CUTOFF], notice=report_notice(csd, test), log=None)
+    best = compare_summary["best"]
+    km = compare_summary["kaplan_meier"].get("csd", {})
     log(f"  Model_CSD vs Model_CS: DeLong p {table.set_index('model').loc['csd', 'delong_p_vs_reference']:.3g}; "
         + "; ".join(f"log-rank p ({k}) {v['logrank_p']:.3g}" for k, v in km.items()))
     truth = _ground_truth(test)
