@@ -18,23 +18,11 @@ from . import texture as tx
 
 
 def angle_weights(angles, norm, spacing, dtype, device):
-    """pyradiomics' GLCM distance weights ``exp(-||d||^2)`` for ``weightingNorm`` (spacing in (sx, sy, sz))."""
-    if norm in ("infinity", "euclidean", "manhattan") and spacing is None:
-        raise InputError(f"weightingNorm '{norm}' needs the voxel spacing", column="setting.weightingNorm",
-                         fix="pass spacing=(sx, sy, sz) to texture_features")
-    sp = np.asarray(spacing, dtype=float)[::-1] if spacing is not None else np.ones(3)
-    w = []
-    for a in angles:
-        d = np.abs(np.asarray(a, dtype=float)) * sp
-        if norm == "infinity":
-            w.append(np.exp(-max(d) ** 2))
-        elif norm == "euclidean":
-            w.append(np.exp(-np.sum(d ** 2)))
-        elif norm == "manhattan":
-            w.append(np.exp(-np.sum(d) ** 2))
-        else:  # 'no_weighting' and unknown norms (pyradiomics warns and uses 1)
-            w.append(1.0)
-    return torch.tensor(w, dtype=dtype, device=device)
+    """pyradiomics' GLCM distance weights ``exp(-||d||^2)`` for ``weightingNorm`` (spacing in (sx, sy, sz)); 1
+    without a norm."""
+    lengths = tx.angle_lengths(angles, norm, spacing)
+    weighted = norm in tx.WEIGHTING_NORMS
+    return torch.tensor(np.exp(-lengths ** 2) if weighted else lengths, dtype=dtype, device=device)
 
 
 def _angles(settings):

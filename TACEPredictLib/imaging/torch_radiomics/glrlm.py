@@ -116,22 +116,7 @@ def merge(parts):
 
 def angle_weights(angles, norm, spacing, dtype, device):
     """pyradiomics' GLRLM weights: the angle's length under ``weightingNorm`` (spacing in (sx, sy, sz))."""
-    if norm in ("infinity", "euclidean", "manhattan") and spacing is None:
-        raise InputError(f"weightingNorm '{norm}' needs the voxel spacing", column="setting.weightingNorm",
-                         fix="pass spacing=(sx, sy, sz) to texture_features")
-    sp = np.asarray(spacing, dtype=float)[::-1] if spacing is not None else np.ones(3)
-    w = []
-    for a in angles:
-        d = np.abs(np.asarray(a, dtype=float)) * sp
-        if norm == "infinity":
-            w.append(max(d))
-        elif norm == "euclidean":
-            w.append(np.sqrt(np.sum(d ** 2)))
-        elif norm == "manhattan":
-            w.append(np.sum(d))
-        else:
-            w.append(1.0)
-    return torch.tensor(w, dtype=dtype, device=device)
+    return torch.tensor(tx.angle_lengths(angles, norm, spacing), dtype=dtype, device=device)
 
 
 def features(P, prep, names, settings, spacing=None):

@@ -137,6 +137,23 @@ class Prepared:
         return self.g.device
 
 
+WEIGHTING_NORMS = ("infinity", "euclidean", "manhattan")
+
+
+def angle_lengths(angles, norm, spacing):
+    """Each angle's length in mm under pyradiomics' ``weightingNorm`` (GLRLM weights by it, GLCM by
+    ``exp(-length^2)``); 1 for ``no_weighting`` and unknown norms, which pyradiomics warns about and ignores."""
+    if norm in WEIGHTING_NORMS and spacing is None:
+        raise InputError(f"weightingNorm '{norm}' needs the voxel spacing", column="setting.weightingNorm",
+                         fix="pass spacing=(sx, sy, sz) to texture_features")
+    sp = np.asarray(spacing, dtype=float)[::-1] if spacing is not None else np.ones(3)
+    lengths = []
+    for a in angles:
+        d = np.abs(np.asarray(a, dtype=float)) * sp
+        lengths.append({"infinity": max(d), "euclidean": np.sqrt(np.sum(d ** 2)),
+                        "manhattan": np.sum(d)}.get(norm, 1.0))
+    return np.asarray(lengths, dtype=float)
+
 def float_dtype(device):
     """float64, except on Apple MPS which has none (float32 there, ~1e-6 relative error)."""
     return torch.float32 if torch.device(device).type == "mps" else torch.float64
