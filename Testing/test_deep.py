@@ -10,7 +10,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("monai")
 
 from TACEPredictLib import InputError  # noqa: E402
-from TACEPredictLib import deep  # noqa: E402
+from TACEPredictLib.imaging import deep_features as deep  # noqa: E402
 from TACEPredictLib.data.images import sha256_file  # noqa: E402
 from TACEPredictLib.imaging.preprocess import geometry_of  # noqa: E402
 from TACEPredictLib.imaging.sampling import centre_patch  # noqa: E402

@@ -11,7 +11,8 @@ slicer = pytest.importorskip("slicer")
 
 from conftest import make_image  # noqa: E402
 
-from TACEPredictLib import RESEARCH_USE_NOTICE, InputError, models, mrml  # noqa: E402
+from TACEPredictLib import RESEARCH_USE_NOTICE, InputError, models  # noqa: E402
+from TACEPredictLib.slicer import mrml  # noqa: E402
 from TACEPredictLib.data.cohort import CohortData, Standardiser  # noqa: E402
 from TACEPredictLib.data.manifest import read_manifest  # noqa: E402
 
