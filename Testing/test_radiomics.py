@@ -125,18 +125,20 @@ def test_default_ct_parameters_give_about_1200_features():
     assert all(np.isfinite(v) for v in values.values())
 
 
-def test_user_parameter_file_and_bad_files(tmp_path):
+@pytest.mark.parametrize("engine, broken_message", [("torch", "setting 'binWidth' must be a number"),
+                                                     ("pyradiomics", "invalid radiomics parameters")])
+def test_user_parameter_file_and_bad_files(tmp_path, engine, broken_message):
     own = tmp_path / "mine.yaml"
     own.write_text("imageType:\n  Original: {}\nfeatureClass:\n  firstorder:\nsetting:\n  binWidth: 10\n")
     hu, lesion = ct_and_lesion()
-    values = extract(make_image(hu), make_image(lesion), make_extractor(str(own)))
+    values = extract(make_image(hu), make_image(lesion), make_extractor(str(own), engine))
     assert values and all(name.startswith("original_firstorder_") for name in values)
     with pytest.raises(InputError, match="parameter file not found"):
-        make_extractor(str(tmp_path / "missing.yaml"))
+        make_extractor(str(tmp_path / "missing.yaml"), engine)
     broken = tmp_path / "broken.yaml"
     broken.write_text("setting:\n  binWidth: [not, a, number]\n")
-    with pytest.raises(InputError, match="invalid radiomics parameters"):
-        make_extractor(str(broken))
+    with pytest.raises(InputError, match=broken_message):
+        make_extractor(str(broken), engine)
 
 
 def test_missing_pyradiomics_is_said_plainly(monkeypatch):
@@ -152,8 +154,9 @@ def test_missing_pyradiomics_is_said_plainly(monkeypatch):
     ok, reason = radiomics_features.available()
     assert not ok and "Python 3.12" in reason
     with pytest.raises(InputError, match="pyradiomics is not installed") as error:
-        make_extractor()
-    assert "--no-build-isolation" in error.value.fix
+        make_extractor(engine="pyradiomics")
+    assert "--no-build-isolation" in error.value.fix and "--radiomics-engine torch" in error.value.fix
+    assert type(make_extractor()).__name__ == "TorchRadiomicsExtractor"  # the default engine needs no pyradiomics
 
 
 def test_restricting_to_a_models_features_keeps_their_values():

@@ -307,7 +307,7 @@ IMAGE_CASES = {
     "four_d": ("img-4d", "a 4D image (called '2D' before)", "4D image"),
     "rgb": ("img-rgb", "an RGB (vector) image as CT", "3 values per voxel"),
     "tiny_spacing": ("img-spacing", "voxel spacing 1e-6 mm", "voxel spacing"),
-    "dicom_gap": ("img-dicom-gap", "a DICOM series missing one slice (interpolated before)", "misses 1 slice"),
+    "dicom_gap": ("img-dicom-gap", "a DICOM series missing one slice (interpolated before)", "misses a slice"),
 }
 
 
