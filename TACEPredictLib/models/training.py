@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import abc
 import contextlib
 
 import numpy as np
@@ -177,14 +178,17 @@ class PatchModel(ProbabilityModel):
         self.nets = []
         self.out_of_fold = None
 
+    @abc.abstractmethod
     def case_label(self, table):
-        raise NotImplementedError
+        """The case's 0 / 1 label from the manifest table (NA where unknown)."""
 
+    @abc.abstractmethod
     def build(self):
-        raise NotImplementedError
+        """A new, untrained network."""
 
+    @abc.abstractmethod
     def optimiser(self, net):
-        raise NotImplementedError
+        """The optimiser of ``net``'s parameters."""
 
     def training_options(self):
         return {}
