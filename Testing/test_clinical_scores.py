@@ -1,6 +1,8 @@
-"""The built-in published scores against hand calculations (docs/clinical_scores.md says where each definition
-was checked). No paper gives ten worked patients; where a published worked example exists it is marked
-"published", every other case is computed by hand in its comment, with the arithmetic."""
+"""The built-in published scores against HAND CALCULATIONS (docs/clinical_scores.md says where each definition
+was checked). Every case table below is computed by hand from the published definition, with the arithmetic in
+its comment; the inputs are chosen to sit on and beside each cut-off. The cases that a third party published
+with their result (a calculator's worked example, an independent implementation's test suite) are in
+Testing/test_clinical_score_worked_cases.py with their sources; the search found such cases for ALBI only."""
 
 import os
 
@@ -23,12 +25,12 @@ def _table(columns, rows):
     return frame
 
 
-# albumin g/L, bilirubin umol/L, expected ALBI, expected grade.
+# HAND CALCULATIONS. albumin g/L, bilirubin umol/L, expected ALBI, expected grade.
 # ALBI = 0.66 x log10(bilirubin) - 0.085 x albumin; grade 1 <= -2.60 < grade 2 <= -1.39 < grade 3.
 ALBI_CASES = [
-    # published: ALBI calculator worked example, albumin 3.5 g/dL (35 g/L) and bilirubin 1.2 mg/dL (20.52
-    # umol/L): 0.66 x 1.31218 = 0.86604; 0.085 x 35 = 2.975; -2.10896 (the page prints about -2.10, grade 2; a
-    # second calculator page prints -2.35 for the same inputs, which the formula does not give)
+    # the inputs of a calculator's worked example (its printed -2.10 is checked in
+    # test_clinical_score_worked_cases.py); here the full arithmetic: 0.66 x 1.31218 = 0.86604; 0.085 x 35 =
+    # 2.975; -2.10896
     (35, 20.52, -2.10896, "2"),
     (40, 10, -2.74000, "1"),      # 0.66 x 1 - 3.4
     (45, 5, -3.36368, "1"),       # 0.66 x 0.69897 = 0.46132; - 3.825
@@ -41,8 +43,8 @@ ALBI_CASES = [
     (28, 100, -1.06000, "3"),     # 0.66 x 2 - 2.38
 ]
 
-# albumin, bilirubin, AFP, largest tumour mm -> HAP points, grade (A 0, B 1, C 2, D > 2). No published worked
-# patient; points by hand: albumin < 36, bilirubin > 17, AFP > 400, size > 70 mm (7 cm).
+# HAND CALCULATIONS (no published worked patient was found). albumin, bilirubin, AFP, largest tumour mm -> HAP
+# points, grade (A 0, B 1, C 2, D > 2); points: albumin < 36, bilirubin > 17, AFP > 400, size > 70 mm (7 cm).
 HAP_CASES = [
     (40, 10, 5, 30, 0, "A"),
     (35, 10, 5, 30, 1, "B"),          # albumin 35 < 36
@@ -56,7 +58,8 @@ HAP_CASES = [
     (33, 12, 8, 95, 2, "C"),          # albumin, size
 ]
 
-# HAP's inputs + number of tumours -> mHAP-II points (HAP + 1 for >= 2 tumours), grade A 0, B 1, C 2, D >= 3.
+# HAND CALCULATIONS (no published worked patient was found). HAP's inputs + number of tumours -> mHAP-II
+# points (HAP + 1 for >= 2 tumours), grade A 0, B 1, C 2, D >= 3.
 MHAP2_CASES = [
     (40, 10, 5, 30, 1, 0, "A"),
     (40, 10, 5, 30, 2, 1, "B"),          # two tumours
@@ -70,7 +73,8 @@ MHAP2_CASES = [
     (30, 40, 800, 40, 4, 4, "D"),
 ]
 
-# largest tumour mm, number -> six-and-twelve score (cm + number), stratum. By hand.
+# HAND CALCULATIONS (no published worked patient was found). largest tumour mm, number -> six-and-twelve
+# score (cm + number), stratum.
 SIX_TWELVE_CASES = [
     (30, 1, 4.0, "<=6"),
     (50, 1, 6.0, "<=6"),    # on the cut-off
@@ -84,8 +88,8 @@ SIX_TWELVE_CASES = [
     (150, 1, 16.0, ">12"),
 ]
 
-# largest tumour mm, number -> sum, up-to-seven status. The first four are the criterion's usual reading (one
-# tumour up to 6 cm, two up to 5 cm, three up to 4 cm, four up to 3 cm: all within); the rest by hand.
+# HAND CALCULATIONS (no published worked patient was found). largest tumour mm, number -> sum, up-to-seven
+# status. The first four are the largest tumour that stays within for one to four tumours (6, 5, 4, 3 cm: sum 7).
 UP_TO_SEVEN_CASES = [
     (60, 1, 7.0, "within"),
     (50, 2, 7.0, "within"),
@@ -99,9 +103,10 @@ UP_TO_SEVEN_CASES = [
     (25, 5, 7.5, "beyond"),
 ]
 
-# bclc, Child-Pugh score, class, ECOG, portal vein thrombosis, largest mm, number -> sub-stage (None: outside).
-# Cases 1, 3, 4, 5: one per row of Bolondi's table as tabulated in Cancer Imaging 2023 (doi:10.1186/
-# s40644-023-00575-6, table 1); the rest by hand from the same table.
+# HAND CALCULATIONS (no published worked patient was found). bclc, Child-Pugh score, class, ECOG, portal vein
+# thrombosis, largest mm, number -> sub-stage (None: outside). Cases 1, 3, 4, 5: values chosen by hand inside
+# each row of Bolondi's table as tabulated in Cancer Imaging 2023 (doi:10.1186/s40644-023-00575-6, table 1);
+# the rest by hand from the same table.
 BCLC_B_CASES = [
     ("B", 5, "A", 0, 0, 40, 3, "B1"),   # CP 5-7, 4 + 3 = 7: within, ECOG 0
     ("B", 7, "B", 0, 0, 30, 3, "B1"),   # CP 7 within: still B1
