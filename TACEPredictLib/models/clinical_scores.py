@@ -11,13 +11,13 @@ Each score is a class with one small interface, so that it can be listed beside 
     s.predict(data)      # one row per case, like a survival model's predictions (data: covariates.CohortData)
 
 ``table`` is a manifest table (``CohortData.table`` or any DataFrame with the manifest's columns and
-``case_id``). Inputs are read with the manifest's own rules (``manifest.normalise_value`` and its plausible
-ranges): a value that is not valid (text in a number column, an albumin of 3.9 that looks like g/dL) raises
-``InputError`` naming the case and the column; a missing value never does: that case's score is NaN and its
-``reason`` says which input is missing. Where inputs are missing but every value they could take gives the
-same grade (a tumour of 9 cm is beyond up-to-seven whatever the number of tumours), the grade is still given,
-and the reason says so. Bounds used for that: the manifest's plausible ranges (tumour 5-300 mm, 1-100
-tumours, Child-Pugh score 5-15 or the class's scores, ECOG 0-4).
+``case_id``). Inputs are read with the manifest's own rules (``manifest.plausible_value``: its codes, units and
+plausible ranges): a value that is not valid (text in a number column, an albumin of 3.9 that looks like g/dL)
+raises ``InputError`` naming the case and the column; a missing value never does: that case's score is NaN and
+its ``reason`` says which input is missing. Where inputs are missing but every value they could take gives the
+same grade (a tumour of 9 cm is beyond up-to-seven whatever the number of tumours), the grade is still given, and
+the reason says so. Bounds used for that: the manifest's plausible ranges (tumour 5-300 mm, 1-100 tumours,
+Child-Pugh score 5-15 or the class's scores, ECOG 0-4).
 
 Definitions, their papers and how each was checked: docs/clinical_scores.md. Every score was fitted on its own
 paper's cohort; TACEPredict applies it as published and does not re-calibrate it.
@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 
 from .. import RESEARCH_USE_NOTICE, InputError
-from ..data.manifest import COLUMNS, _unit_hint, normalise_value
+from ..data.manifest import COLUMNS, plausible_values
 
 CHILD_PUGH_CLASS_SCORES = {"A": (5, 6), "B": (7, 8, 9), "C": tuple(range(10, 16))}
 PUBLISHED_FILE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "Resources",
@@ -64,21 +64,10 @@ def read_inputs(table, columns):
         if column not in table.columns:
             out[column] = [np.nan] * len(ids)
             continue
-        spec = COLUMNS[column]
-        values = []
-        for case_id, raw in zip(ids, table[column]):
-            try:
-                value = normalise_value(column, raw)
-            except ValueError as exc:
-                message, fix = exc.args
-                raise InputError(message, case_id, column, fix) from None
-            if isinstance(value, float) and not np.isnan(value) and spec.low is not None \
-                    and not spec.low <= value <= spec.high:
-                raise InputError(f"{value:g} {spec.unit} is outside the plausible range {spec.low:g}..{spec.high:g}"
-                                 .replace("  ", " "), case_id, column,
-                                 _unit_hint(column, value) or f"check the value and its unit ({spec.unit or 'see the README'})")
-            values.append(value)
-        out[column] = values
+        out[column], errors = plausible_values(column, ids, table[column])
+        if errors:
+            case_id, message, fix = errors[0]
+            raise InputError(message, case_id, column, fix)
     return pd.DataFrame(out, index=pd.Index(ids, name="case_id"), dtype=object)
 
 
