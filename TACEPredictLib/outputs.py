@@ -130,7 +130,8 @@ def write_file(path, write):
             os.remove(tmp)
 
 
-def sha256_of(path):
+def sha256_file(path):
+    """SHA-256 hex digest of a file's contents (read in 1 MiB blocks)."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
@@ -178,7 +179,7 @@ class Outputs:
                 raise FileNotFoundError(f"{name} was announced but not written")
             with open(path, "rb+") as handle:
                 os.fsync(handle.fileno())
-            files[name] = {"bytes": os.path.getsize(path), "sha256": sha256_of(path)}
+            files[name] = {"bytes": os.path.getsize(path), "sha256": sha256_file(path)}
         previous = set(self.known)
         try:
             with open(os.path.join(self.folder, RUN_FILE), encoding="utf-8") as handle:
@@ -278,7 +279,7 @@ def check_run(folder, names=None):
         file = os.path.join(folder, name)
         if not os.path.isfile(file):
             return f"{name} of the run of {record.get('run', '?')} is missing"
-        if os.path.getsize(file) != expected.get("bytes") or sha256_of(file) != expected.get("sha256"):
+        if os.path.getsize(file) != expected.get("bytes") or sha256_file(file) != expected.get("sha256"):
             return f"{name} is not the file the run of {record.get('run', '?')} wrote (changed or from another run)"
     return None
 

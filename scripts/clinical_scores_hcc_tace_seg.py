@@ -37,7 +37,8 @@ from TACEPredictLib.data.cohort import CohortData  # noqa: E402
 from TACEPredictLib import InputWarning  # noqa: E402
 from TACEPredictLib.data.outcomes import survival_outcome  # noqa: E402
 from TACEPredictLib.data.importers import import_hcc_tace_seg  # noqa: E402
-from TACEPredictLib.stats.model_report import figure_png, plot_km_at_risk  # noqa: E402
+from TACEPredictLib.stats.model_report import figure_png  # noqa: E402
+from TACEPredictLib.stats.reports import kaplan_meier_figure  # noqa: E402
 from TACEPredictLib.stats.validation import split_manifest  # noqa: E402
 
 HCC = os.path.join(os.path.dirname(REPO), "shared", "data", "hcc_tace_seg", "clinical.csv")
@@ -151,8 +152,9 @@ def hcc_scores_section(csv_path=HCC, out_dir=None, seed=0, n_bootstrap=1000, log
             if held.sum() >= 10 and len(set(grades[held])) >= 2 and event[held].sum() > 0:
                 row.update(c_test=M.concordance_index(time[held], risk[held], event[held]), n_test=int(held.sum()),
                            cox_c_test=M.concordance_index(time[held], cox_test[held], event[held]))
-            fig = plot_km_at_risk(time[graded], event[graded], grades[graded].to_numpy(), order=labels,
-                                  title=f"HCC-TACE-Seg: {name}", notice=RESEARCH_USE_NOTICE, p=test_rank["p"])
+            fig, _ = kaplan_meier_figure(time[graded], event[graded], grades[graded].to_numpy(),
+                                         f"HCC-TACE-Seg: {name}", RESEARCH_USE_NOTICE, p=test_rank["p"],
+                                         group_suffix="", order=labels)
             figures[name] = figure_png(fig)
         rows.append(row)
         log(f"  {name}: {row['cases']} graded, C-index {fmt(row.get('c_index', np.nan))}")

@@ -49,32 +49,25 @@ def _time_text(seconds):
     return f"{int(hours):02d}{int(minutes):02d}{secs:09.6f}"
 
 
+def _dataset(dataset=None, **elements):
+    """``dataset`` (default a new pydicom Dataset) with ``elements`` (DICOM keyword = value) set."""
+    from pydicom.dataset import Dataset
+    dataset = Dataset() if dataset is None else dataset
+    dataset.update(elements)
+    return dataset
+
+
 def _base_dataset(sop_class, sop_uid, study, patient_id):
-    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.dataset import FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian
-    ds = Dataset()
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = sop_class
-    meta.MediaStorageSOPInstanceUID = sop_uid
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds.file_meta = meta
-    ds.SOPClassUID = sop_class
-    ds.SOPInstanceUID = sop_uid
-    ds.PatientID = patient_id
-    ds.PatientName = f"Demo^{patient_id}"
-    ds.PatientBirthDate = ""
-    ds.PatientSex = "O"
-    ds.StudyInstanceUID = study["uid"]
-    ds.StudyDate = study["date"]
-    ds.StudyTime = _time_text(study["time"])
-    ds.StudyDescription = study["description"]
-    ds.StudyID = "1"
-    ds.AccessionNumber = ""
-    ds.ReferringPhysicianName = ""
-    ds.Manufacturer = "TACEPredict demo"
-    ds.PatientIdentityRemoved = "YES"
-    ds.BodyPartExamined = "ABDOMEN"
-    return ds
+    meta = _dataset(FileMetaDataset(), MediaStorageSOPClassUID=sop_class, MediaStorageSOPInstanceUID=sop_uid,
+                    TransferSyntaxUID=ExplicitVRLittleEndian)
+    return _dataset(
+        file_meta=meta, SOPClassUID=sop_class, SOPInstanceUID=sop_uid, PatientID=patient_id,
+        PatientName=f"Demo^{patient_id}", PatientBirthDate="", PatientSex="O", StudyInstanceUID=study["uid"],
+        StudyDate=study["date"], StudyTime=_time_text(study["time"]), StudyDescription=study["description"],
+        StudyID="1", AccessionNumber="", ReferringPhysicianName="", Manufacturer="TACEPredict demo",
+        PatientIdentityRemoved="YES", BodyPartExamined="ABDOMEN")
 
 
 def new_study(patient_id, date="20000101", time=36000.0, description="CT ABD LIVER 3 PHASE", rng=None):
@@ -102,45 +95,27 @@ def write_ct_series(image, folder, study, series_number, description, acquisitio
         if k in skip_slices:
             continue
         sop = _uid(rng)
-        ds = _base_dataset(CT_IMAGE_STORAGE, sop, study, study["patient_id"])
-        ds.Modality = "CT"
-        ds.SeriesInstanceUID = series_uid
-        ds.SeriesNumber = int(series_number)
-        ds.SeriesDescription = description
-        ds.SeriesDate = study["date"]
-        ds.SeriesTime = _time_text(acquisition_time + 20)
-        ds.AcquisitionDate = study["date"]
-        ds.AcquisitionTime = _time_text(acquisition_time)
-        ds.ContentDate = study["date"]
-        ds.ContentTime = _time_text(acquisition_time + 20)
-        ds.AcquisitionNumber = int(acquisition_number)
-        ds.InstanceNumber = k + 1
-        ds.FrameOfReferenceUID = study["frame_of_reference"]
-        ds.PositionReferenceIndicator = ""
-        ds.ImageType = list(image_type)
         position = (positions[k] if positions is not None
                     else image.TransformIndexToPhysicalPoint((0, 0, k)))
-        ds.ImagePositionPatient = [_ds(v) for v in position]
-        ds.ImageOrientationPatient = [_ds(v) for v in (*row_dir, *col_dir)]
-        ds.PixelSpacing = [_ds(spacing[1]), _ds(spacing[0])]
-        ds.SliceThickness = _ds(spacing[2])
-        ds.KVP = "120"
+        stored = np.round((array[k] - rescale_intercept) / rescale_slope)
+        ds = _dataset(
+            _base_dataset(CT_IMAGE_STORAGE, sop, study, study["patient_id"]), Modality="CT",
+            SeriesInstanceUID=series_uid, SeriesNumber=int(series_number), SeriesDescription=description,
+            SeriesDate=study["date"], SeriesTime=_time_text(acquisition_time + 20), AcquisitionDate=study["date"],
+            AcquisitionTime=_time_text(acquisition_time), ContentDate=study["date"],
+            ContentTime=_time_text(acquisition_time + 20), AcquisitionNumber=int(acquisition_number),
+            InstanceNumber=k + 1, FrameOfReferenceUID=study["frame_of_reference"], PositionReferenceIndicator="",
+            ImageType=list(image_type), ImagePositionPatient=[_ds(v) for v in position],
+            ImageOrientationPatient=[_ds(v) for v in (*row_dir, *col_dir)],
+            PixelSpacing=[_ds(spacing[1]), _ds(spacing[0])], SliceThickness=_ds(spacing[2]), KVP="120",
+            Rows=array.shape[1], Columns=array.shape[2], SamplesPerPixel=1, PhotometricInterpretation="MONOCHROME2",
+            BitsAllocated=16, BitsStored=16, HighBit=15, PixelRepresentation=1 if signed else 0,
+            RescaleIntercept=_ds(rescale_intercept), RescaleSlope=_ds(rescale_slope), RescaleType="HU",
+            PixelData=stored.astype(np.int16 if signed else np.uint16).tobytes())
         if contrast_agent:
             ds.ContrastBolusAgent = contrast_agent
         if contrast_start is not None:
             ds.ContrastBolusStartTime = _time_text(contrast_start)
-        ds.Rows, ds.Columns = array.shape[1], array.shape[2]
-        ds.SamplesPerPixel = 1
-        ds.PhotometricInterpretation = "MONOCHROME2"
-        ds.BitsAllocated = 16
-        ds.BitsStored = 16
-        ds.HighBit = 15
-        ds.PixelRepresentation = 1 if signed else 0
-        ds.RescaleIntercept = _ds(rescale_intercept)
-        ds.RescaleSlope = _ds(rescale_slope)
-        ds.RescaleType = "HU"
-        stored = np.round((array[k] - rescale_intercept) / rescale_slope)
-        ds.PixelData = stored.astype(np.int16 if signed else np.uint16).tobytes()
         ds.save_as(os.path.join(folder, f"1-{file_start + k:03d}.dcm"), enforce_file_format=True)
         datasets.append(ds)
     return datasets
@@ -160,19 +135,12 @@ def write_secondary_capture(folder, study, series_number, series_uid=None, rng=N
     """A dose-report screenshot: a secondary capture the series reader must ignore."""
     os.makedirs(folder, exist_ok=True)
     sop = _uid(rng)
-    ds = _base_dataset(SECONDARY_CAPTURE_STORAGE, sop, study, study["patient_id"])
-    ds.Modality = "OT"
-    ds.ConversionType = "WSD"
-    ds.SeriesInstanceUID = series_uid or _uid(rng)
-    ds.SeriesNumber = int(series_number)
-    ds.SeriesDescription = "Dose Report"
-    ds.InstanceNumber = 1
-    ds.ImageType = ["DERIVED", "SECONDARY", "OTHER"]
-    ds.Rows, ds.Columns = 32, 32
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = "MONOCHROME2"
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
-    ds.PixelData = np.zeros((32, 32), np.uint8).tobytes()
+    ds = _dataset(
+        _base_dataset(SECONDARY_CAPTURE_STORAGE, sop, study, study["patient_id"]), Modality="OT",
+        ConversionType="WSD", SeriesInstanceUID=series_uid or _uid(rng), SeriesNumber=int(series_number),
+        SeriesDescription="Dose Report", InstanceNumber=1, ImageType=["DERIVED", "SECONDARY", "OTHER"], Rows=32,
+        Columns=32, SamplesPerPixel=1, PhotometricInterpretation="MONOCHROME2", BitsAllocated=8, BitsStored=8,
+        HighBit=7, PixelRepresentation=0, PixelData=np.zeros((32, 32), np.uint8).tobytes())
     path = os.path.join(folder, f"1-{999:03d}.dcm")
     ds.save_as(path, enforce_file_format=True)
     return path
@@ -259,50 +227,27 @@ def write_rtstruct(datasets, masks, path, rng=None, contours=pixel_edge_contours
     """An RTSTRUCT (pydicom) whose ROIs (``masks``: {ROI name: (slices, rows, columns) bool array in the order
     of ``datasets``}) are closed planar contours from ``contours`` (default: along the pixel edges, which the
     reader's centre-inside rule rasterises back exactly)."""
-    from pydicom.dataset import Dataset
     from pydicom.sequence import Sequence
     first = datasets[0]
     study = {"uid": first.StudyInstanceUID, "date": first.StudyDate, "time": 36000.0,
              "description": first.get("StudyDescription", "")}
-    ds = _base_dataset(RTSTRUCT_STORAGE, _uid(rng), study, first.PatientID)
-    ds.StudyTime = first.StudyTime
-    ds.Modality = "RTSTRUCT"
-    ds.SeriesInstanceUID = _uid(rng)
-    ds.SeriesNumber = 301
-    ds.SeriesDescription = "RTSTRUCT"
-    ds.InstanceNumber = 1
-    ds.StructureSetLabel = "TACEPredict demo"
-    ds.StructureSetDate = first.StudyDate
-    ds.StructureSetTime = first.StudyTime
-    ds.FrameOfReferenceUID = first.FrameOfReferenceUID
-    contour_images = Sequence()
-    for d in datasets:
-        item = Dataset()
-        item.ReferencedSOPClassUID = d.SOPClassUID
-        item.ReferencedSOPInstanceUID = d.SOPInstanceUID
-        contour_images.append(item)
-    series = Dataset()
-    series.SeriesInstanceUID = first.SeriesInstanceUID
-    series.ContourImageSequence = contour_images
-    study_item = Dataset()
-    study_item.ReferencedSOPClassUID = STUDY_COMPONENT_MANAGEMENT
-    study_item.ReferencedSOPInstanceUID = first.StudyInstanceUID
-    study_item.RTReferencedSeriesSequence = Sequence([series])
-    frame = Dataset()
-    frame.FrameOfReferenceUID = first.FrameOfReferenceUID
-    frame.RTReferencedStudySequence = Sequence([study_item])
+    ds = _dataset(
+        _base_dataset(RTSTRUCT_STORAGE, _uid(rng), study, first.PatientID), StudyTime=first.StudyTime,
+        Modality="RTSTRUCT", SeriesInstanceUID=_uid(rng), SeriesNumber=301, SeriesDescription="RTSTRUCT",
+        InstanceNumber=1, StructureSetLabel="TACEPredict demo", StructureSetDate=first.StudyDate,
+        StructureSetTime=first.StudyTime, FrameOfReferenceUID=first.FrameOfReferenceUID)
+    contour_images = Sequence([_dataset(ReferencedSOPClassUID=d.SOPClassUID, ReferencedSOPInstanceUID=d.SOPInstanceUID)
+                               for d in datasets])
+    series = _dataset(SeriesInstanceUID=first.SeriesInstanceUID, ContourImageSequence=contour_images)
+    study_item = _dataset(ReferencedSOPClassUID=STUDY_COMPONENT_MANAGEMENT,
+                          ReferencedSOPInstanceUID=first.StudyInstanceUID,
+                          RTReferencedSeriesSequence=Sequence([series]))
+    frame = _dataset(FrameOfReferenceUID=first.FrameOfReferenceUID, RTReferencedStudySequence=Sequence([study_item]))
     ds.ReferencedFrameOfReferenceSequence = Sequence([frame])
     rois, roi_contours, observations = Sequence(), Sequence(), Sequence()
     for number, (name, mask) in enumerate(masks.items(), start=1):
-        roi = Dataset()
-        roi.ROINumber = number
-        roi.ReferencedFrameOfReferenceUID = first.FrameOfReferenceUID
-        roi.ROIName = name
-        roi.ROIGenerationAlgorithm = "MANUAL"
-        rois.append(roi)
-        roi_contour = Dataset()
-        roi_contour.ReferencedROINumber = number
-        roi_contour.ROIDisplayColor = [220, 80, 50] if number == 1 else [120, 200, 120]
+        rois.append(_dataset(ROINumber=number, ReferencedFrameOfReferenceUID=first.FrameOfReferenceUID, ROIName=name,
+                             ROIGenerationAlgorithm="MANUAL"))
         sequence = Sequence()
         for k, d in enumerate(datasets):
             position = np.array([float(v) for v in d.ImagePositionPatient])
@@ -312,26 +257,16 @@ def write_rtstruct(datasets, masks, path, rng=None, contours=pixel_edge_contours
             for loop in contours(np.asarray(mask[k], bool)):
                 points = (position[None, :] + loop[:, :1] * col_spacing * row_dir[None, :]
                           + loop[:, 1:2] * row_spacing * col_dir[None, :])
-                contour = Dataset()
-                image = Dataset()
-                image.ReferencedSOPClassUID = d.SOPClassUID
-                image.ReferencedSOPInstanceUID = d.SOPInstanceUID
-                contour.ContourImageSequence = Sequence([image])
-                contour.ContourGeometricType = "CLOSED_PLANAR"
-                contour.NumberOfContourPoints = len(points)
-                contour.ContourData = [_ds(v) for v in points.ravel()]
-                sequence.append(contour)
-        roi_contour.ContourSequence = sequence
-        roi_contours.append(roi_contour)
-        observation = Dataset()
-        observation.ObservationNumber = number
-        observation.ReferencedROINumber = number
-        observation.RTROIInterpretedType = "GTV" if number == 1 else "ORGAN"
-        observation.ROIInterpreter = ""
-        observations.append(observation)
-    ds.StructureSetROISequence = rois
-    ds.ROIContourSequence = roi_contours
-    ds.RTROIObservationsSequence = observations
+                image = _dataset(ReferencedSOPClassUID=d.SOPClassUID, ReferencedSOPInstanceUID=d.SOPInstanceUID)
+                sequence.append(_dataset(ContourImageSequence=Sequence([image]), ContourGeometricType="CLOSED_PLANAR",
+                                         NumberOfContourPoints=len(points),
+                                         ContourData=[_ds(v) for v in points.ravel()]))
+        roi_contours.append(_dataset(ReferencedROINumber=number, ContourSequence=sequence,
+                                     ROIDisplayColor=[220, 80, 50] if number == 1 else [120, 200, 120]))
+        observations.append(_dataset(ObservationNumber=number, ReferencedROINumber=number, ROIInterpreter="",
+                                     RTROIInterpretedType="GTV" if number == 1 else "ORGAN"))
+    _dataset(ds, StructureSetROISequence=rois, ROIContourSequence=roi_contours,
+             RTROIObservationsSequence=observations)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     ds.save_as(path, enforce_file_format=True)
     return path

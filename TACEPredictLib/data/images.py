@@ -8,7 +8,6 @@ the MRML adapter.
 from __future__ import annotations
 
 import gzip
-import hashlib
 import os
 import re
 import struct
@@ -19,6 +18,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from .. import InputError
+from ..outputs import sha256_file  # noqa: F401 (bundles, extraction and deep features read it from here)
 
 IMAGE_SUFFIXES = (".nrrd", ".nii", ".nii.gz", ".mha", ".mhd")
 
@@ -462,15 +462,6 @@ def lesion_problem(mask):
         return (f"the target lesion has {voxels} voxels, fewer than the {MIN_LESION_VOXELS} needed for image "
                 "features", "check the segmentation, or use this case for clinical models only")
     return None
-
-
-def sha256_file(path):
-    """SHA-256 hex digest of a file's contents."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def same_geometry(a, b, tolerance=GEOMETRY_TOLERANCE):

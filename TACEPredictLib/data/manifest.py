@@ -178,6 +178,32 @@ def _unit_hint(column, value):
     return None
 
 
+def plausible_value(column, value):
+    """``normalise_value``, with a number outside the column's plausible range refused too: raises ValueError
+    (message, fix), the fix naming a likely unit mix-up."""
+    canonical = normalise_value(column, value)
+    spec = COLUMNS[column]
+    if isinstance(canonical, float) and not np.isnan(canonical) and spec.low is not None \
+            and not spec.low <= canonical <= spec.high:
+        fix = _unit_hint(column, canonical) or f"check the value and its unit ({spec.unit or 'see the README'})"
+        raise ValueError(f"{canonical:g} {spec.unit} is outside the plausible range {spec.low:g}..{spec.high:g}"
+                         .replace("  ", " "), fix)
+    return canonical
+
+
+def plausible_values(column, case_ids, values):
+    """``plausible_value`` of each cell of a column: ``(values, errors)``, NaN in place of an invalid value and
+    one ``(case_id, message, fix)`` for it in ``errors``, in the column's order."""
+    out, errors = [], []
+    for case_id, value in zip(case_ids, values):
+        try:
+            out.append(plausible_value(column, value))
+        except ValueError as exc:
+            errors.append((case_id, *exc.args))
+            out.append(np.nan)
+    return out, errors
+
+
 def check_table(table):
     """Table-level checks (no image loading). Returns (normalised table, problems)."""
     problems = []
@@ -200,23 +226,8 @@ def check_table(table):
         spec = COLUMNS.get(column)
         if spec is None or spec.kind in ("id", "path", "label"):
             continue
-        values = []
-        for case_id, value in zip(ids, table[column]):
-            try:
-                canonical = normalise_value(column, value)
-            except ValueError as exc:
-                message, fix = exc.args
-                problems.append(Problem("error", case_id, column, message, fix))
-                canonical = np.nan
-            if isinstance(canonical, float) and not np.isnan(canonical) and spec.low is not None:
-                if not (spec.low <= canonical <= spec.high):
-                    hint = _unit_hint(column, canonical)
-                    problems.append(Problem(
-                        "error", case_id, column,
-                        f"{canonical:g} {spec.unit} is outside the plausible range {spec.low:g}..{spec.high:g}",
-                        hint or f"check the value and its unit ({spec.unit or 'see the README'})"))
-                    canonical = np.nan
-            values.append(canonical)
+        values, errors = plausible_values(column, ids, table[column])
+        problems += [Problem("error", case_id, column, message, fix) for case_id, message, fix in errors]
         table[column] = values
 
     if "tumor_size_mm" in table.columns:

@@ -11,13 +11,13 @@ Each score is a class with one small interface, so that it can be listed beside 
     s.predict(data)      # one row per case, like a survival model's predictions (data: covariates.CohortData)
 
 ``table`` is a manifest table (``CohortData.table`` or any DataFrame with the manifest's columns and
-``case_id``). Inputs are read with the manifest's own rules (``manifest.normalise_value`` and its plausible
-ranges): a value that is not valid (text in a number column, an albumin of 3.9 that looks like g/dL) raises
-``InputError`` naming the case and the column; a missing value never does: that case's score is NaN and its
-``reason`` says which input is missing. Where inputs are missing but every value they could take gives the
-same grade (a tumour of 9 cm is beyond up-to-seven whatever the number of tumours), the grade is still given,
-and the reason says so. Bounds used for that: the manifest's plausible ranges (tumour 5-300 mm, 1-100
-tumours, Child-Pugh score 5-15 or the class's scores, ECOG 0-4).
+``case_id``). Inputs are read with the manifest's own rules (``manifest.plausible_value``: its codes, units and
+plausible ranges): a value that is not valid (text in a number column, an albumin of 3.9 that looks like g/dL)
+raises ``InputError`` naming the case and the column; a missing value never does: that case's score is NaN and
+its ``reason`` says which input is missing. Where inputs are missing but every value they could take gives the
+same grade (a tumour of 9 cm is beyond up-to-seven whatever the number of tumours), the grade is still given, and
+the reason says so. Bounds used for that: the manifest's plausible ranges (tumour 5-300 mm, 1-100 tumours,
+Child-Pugh score 5-15 or the class's scores, ECOG 0-4).
 
 Definitions, their papers and how each was checked: docs/clinical_scores.md. Every score was fitted on its own
 paper's cohort; TACEPredict applies it as published and does not re-calibrate it.
@@ -26,14 +26,27 @@ paper's cohort; TACEPredict applies it as published and does not re-calibrate it
 from __future__ import annotations
 
 import itertools
+import json
+import os
 
 import numpy as np
 import pandas as pd
 
 from .. import RESEARCH_USE_NOTICE, InputError
-from ..data.manifest import COLUMNS, _unit_hint, normalise_value
+from ..data.manifest import COLUMNS, plausible_values
 
 CHILD_PUGH_CLASS_SCORES = {"A": (5, 6), "B": (7, 8, 9), "C": tuple(range(10, 16))}
+PUBLISHED_FILE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "Resources",
+                              "clinical_scores.json")
+
+
+def _published():
+    """Each score's title, definition and paper, by kind (``Resources/clinical_scores.json``)."""
+    with open(PUBLISHED_FILE, encoding="utf-8") as handle:
+        return json.load(handle)["scores"]
+
+
+PUBLISHED = _published()
 
 
 def _case_ids(table):
@@ -51,21 +64,10 @@ def read_inputs(table, columns):
         if column not in table.columns:
             out[column] = [np.nan] * len(ids)
             continue
-        spec = COLUMNS[column]
-        values = []
-        for case_id, raw in zip(ids, table[column]):
-            try:
-                value = normalise_value(column, raw)
-            except ValueError as exc:
-                message, fix = exc.args
-                raise InputError(message, case_id, column, fix) from None
-            if isinstance(value, float) and not np.isnan(value) and spec.low is not None \
-                    and not spec.low <= value <= spec.high:
-                raise InputError(f"{value:g} {spec.unit} is outside the plausible range {spec.low:g}..{spec.high:g}"
-                                 .replace("  ", " "), case_id, column,
-                                 _unit_hint(column, value) or f"check the value and its unit ({spec.unit or 'see the README'})")
-            values.append(value)
-        out[column] = values
+        out[column], errors = plausible_values(column, ids, table[column])
+        if errors:
+            case_id, message, fix = errors[0]
+            raise InputError(message, case_id, column, fix)
     return pd.DataFrame(out, index=pd.Index(ids, name="case_id"), dtype=object)
 
 
@@ -82,7 +84,9 @@ def _absent_note(absent, reason):
 
 
 class ClinicalScore:
-    """Common machinery: subclasses define the class attributes and ``assess(row)`` for one case."""
+    """Common machinery: subclasses define ``kind``, ``inputs``, ``grades`` and ``assess(row)`` for one case;
+    ``title``, ``definition`` and ``reference`` (authors, title, journal, year, volume_pages, doi) are their
+    paper's, from ``PUBLISHED``."""
 
     task = "survival"
     kind = ""
@@ -92,6 +96,13 @@ class ClinicalScore:
     inputs = ()
     grades = ()
     notice = RESEARCH_USE_NOTICE
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if cls.kind:
+            published = PUBLISHED[cls.kind]
+            cls.title, cls.definition, cls.reference = (published["title"], published["definition"],
+                                                        published["reference"])
 
     @property
     def label(self):
@@ -182,14 +193,6 @@ class ALBI(ClinicalScore):
     grade 3."""
 
     kind = "albi"
-    title = "ALBI grade"
-    definition = ("ALBI score = 0.66 x log10(total bilirubin, umol/L) - 0.085 x albumin (g/L); grade 1: score <= "
-                  "-2.60, grade 2: -2.60 < score <= -1.39, grade 3: score > -1.39")
-    reference = {"authors": "Johnson PJ, Berhane S, Kagebayashi C, et al.",
-                 "title": "Assessment of liver function in patients with hepatocellular carcinoma: a new "
-                          "evidence-based approach - the ALBI grade",
-                 "journal": "J Clin Oncol", "year": 2015, "volume_pages": "33(6):550-558",
-                 "doi": "10.1200/JCO.2014.57.9151"}
     inputs = ("albumin_g_l", "bilirubin_umol_l")
     grades = ("1", "2", "3")
 
@@ -222,14 +225,6 @@ class HAP(_BoundedScore):
     HAP A 0, B 1, C 2, D > 2 points."""
 
     kind = "hap"
-    title = "HAP score"
-    definition = ("1 point each: albumin < 36 g/L, total bilirubin > 17 umol/L, AFP > 400 ng/mL, largest tumour "
-                  "diameter > 7 cm; HAP A = 0, B = 1, C = 2, D = 3-4 points")
-    reference = {"authors": "Kadalayil L, Benini R, Pallan L, et al.",
-                 "title": "A simple prognostic scoring system for patients receiving transarterial embolisation "
-                          "for hepatocellular cancer",
-                 "journal": "Ann Oncol", "year": 2013, "volume_pages": "24(10):2565-2570",
-                 "doi": "10.1093/annonc/mdt247"}
     inputs = ("albumin_g_l", "bilirubin_umol_l", "afp_ng_ml", "tumor_size_mm")
     grades = HAP_GRADES
 
@@ -249,13 +244,6 @@ class MHAP2(HAP):
     """HAP plus one point for two or more tumours (mHAP-II): A 0, B 1, C 2, D >= 3 points."""
 
     kind = "mhap2"
-    title = "mHAP-II score"
-    definition = ("HAP's four points plus 1 point for >= 2 tumours; mHAP-II A = 0, B = 1, C = 2, D = 3-5 points")
-    reference = {"authors": "Park Y, Kim SU, Kim BK, et al.",
-                 "title": "Addition of tumor multiplicity improves the prognostic performance of the hepatoma "
-                          "arterial-embolization prognostic score",
-                 "journal": "Liver Int", "year": 2016, "volume_pages": "36(1):100-107",
-                 "doi": "10.1111/liv.12878"}
     inputs = HAP.inputs + ("tumor_number",)
 
     def items(self, row):
@@ -280,13 +268,6 @@ class SixAndTwelve(_BoundedScore):
     """Largest tumour diameter (cm) + number of tumours: <= 6, > 6 to <= 12, > 12."""
 
     kind = "six-and-twelve"
-    title = "Six-and-twelve score"
-    definition = ("largest tumour diameter (cm) + number of tumours; strata <= 6, > 6 and <= 12, > 12")
-    reference = {"authors": "Wang Q, Xia D, Bai W, et al.",
-                 "title": "Development of a prognostic score for recommended TACE candidates with hepatocellular "
-                          "carcinoma: a multicentre observational study",
-                 "journal": "J Hepatol", "year": 2019, "volume_pages": "70(5):893-903",
-                 "doi": "10.1016/j.jhep.2019.01.013"}
     inputs = ("tumor_size_mm", "tumor_number")
     grades = ("<=6", "6-12", ">12")
 
@@ -303,13 +284,6 @@ class UpToSeven(SixAndTwelve):
     """Within up-to-seven when largest diameter (cm) + number of tumours <= 7."""
 
     kind = "up-to-seven"
-    title = "Up-to-seven criterion"
-    definition = "largest tumour diameter (cm) + number of tumours <= 7: within; > 7: beyond"
-    reference = {"authors": "Mazzaferro V, Llovet JM, Miceli R, et al.",
-                 "title": "Predicting survival after liver transplantation in patients with hepatocellular "
-                          "carcinoma beyond the Milan criteria: a retrospective, exploratory analysis",
-                 "journal": "Lancet Oncol", "year": 2009, "volume_pages": "10(1):35-43",
-                 "doi": "10.1016/S1470-2045(08)70284-5"}
     grades = ("within", "beyond")
 
     def grade_of(self, value):
@@ -338,15 +312,6 @@ class BCLCBSubstage(ClinicalScore):
     any tumour burden, ECOG 0-1."""
 
     kind = "bclc-b-substage"
-    title = "BCLC-B sub-stage (Bolondi)"
-    definition = ("BCLC stage B, no portal vein thrombosis. B1: Child-Pugh score 5-7, within up-to-seven, ECOG 0; "
-                  "B2: Child-Pugh 5-6, beyond up-to-seven, ECOG 0; B3: Child-Pugh 7, beyond up-to-seven, ECOG 0; "
-                  "B4: Child-Pugh 8-9, any up-to-seven status, ECOG 0-1")
-    reference = {"authors": "Bolondi L, Burroughs A, Dufour JF, et al.",
-                 "title": "Heterogeneity of patients with intermediate (BCLC B) hepatocellular carcinoma: proposal "
-                          "for a subclassification to facilitate treatment decisions",
-                 "journal": "Semin Liver Dis", "year": 2012, "volume_pages": "32(4):348-359",
-                 "doi": "10.1055/s-0032-1329906"}
     inputs = ("bclc", "child_pugh_score", "child_pugh", "ecog", "portal_vein_invasion", "tumor_size_mm",
               "tumor_number")
     grades = BCLC_B_STAGES

@@ -74,30 +74,24 @@ def generate_keys(prefix, passphrase=None):
     return private_path, public_path
 
 
-def _private_key(path, passphrase=None):
+def _load_key(path, private, passphrase=None):
+    """The Ed25519 private (``--private-key``) or public (``--public-key``) key of a PEM file; InputError naming
+    that option when the file is not one."""
     ed25519, serialization, _ = _crypto()
+    option, what, kind = ("--private-key", "private key", ed25519.Ed25519PrivateKey) if private else \
+        ("--public-key", "public key", ed25519.Ed25519PublicKey)
+    data = _read_bytes(path, option)
     try:
-        key = serialization.load_pem_private_key(_read_bytes(path, "--private-key"),
-                                                 password=passphrase.encode() if passphrase else None)
+        key = serialization.load_pem_private_key(data, password=passphrase.encode() if passphrase else None) \
+            if private else serialization.load_pem_public_key(data)
     except (ValueError, TypeError) as exc:
-        raise InputError(f"{path} is not a readable PEM private key ({exc})", column="--private-key",
-                         fix="give the .pem file `tacepredict keygen` wrote (and its passphrase)") from None
-    if not isinstance(key, ed25519.Ed25519PrivateKey):
-        raise InputError(f"{path} is not an Ed25519 key", column="--private-key",
-                         fix="make one with `tacepredict keygen`")
-    return key
-
-
-def _public_key(path):
-    ed25519, serialization, _ = _crypto()
-    try:
-        key = serialization.load_pem_public_key(_read_bytes(path, "--public-key"))
-    except ValueError as exc:
-        raise InputError(f"{path} is not a readable PEM public key ({exc})", column="--public-key",
-                         fix="give the .pub.pem file of the signer") from None
-    if not isinstance(key, ed25519.Ed25519PublicKey):
-        raise InputError(f"{path} is not an Ed25519 public key", column="--public-key",
-                         fix="give the .pub.pem file `tacepredict keygen` wrote")
+        raise InputError(f"{path} is not a readable PEM {what} ({exc})", column=option,
+                         fix="give the .pem file `tacepredict keygen` wrote (and its passphrase)" if private
+                         else "give the .pub.pem file of the signer") from None
+    if not isinstance(key, kind):
+        raise InputError(f"{path} is not an Ed25519 {'key' if private else what}", column=option,
+                         fix="make one with `tacepredict keygen`" if private
+                         else "give the .pub.pem file `tacepredict keygen` wrote")
     return key
 
 
@@ -105,7 +99,7 @@ def sign_bundle(directory, private_key, passphrase=None):
     """Sign a bundle's ``checksums.sha256`` (written first if the bundle predates it: the signer vouches for
     the files as they are); returns the signature file's path."""
     from .bundle import load_bundle
-    key = _private_key(private_key, passphrase)
+    key = _load_key(private_key, True, passphrase)
     if read_checksums(directory) is None:
         seal_bundle(directory)
     load_bundle(directory)  # never sign a damaged bundle
@@ -122,7 +116,7 @@ def verify_bundle(directory, public_key):
     """Check the bundle's signature with ``public_key`` (PEM path); returns a sentence naming the key, or
     raises InputError. The checksums themselves are verified by ``load_bundle``."""
     _, _, InvalidSignature = _crypto()
-    key = _public_key(public_key)
+    key = _load_key(public_key, False)
     signature_path = os.path.join(directory, SIGNATURE_FILE)
     if not os.path.isfile(signature_path):
         raise InputError(f"{directory} is not signed (no {SIGNATURE_FILE}), but --public-key asks for a signature",

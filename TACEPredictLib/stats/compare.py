@@ -374,7 +374,7 @@ def _binary(task, models, data, out_dir, references, subgroups, n_bootstrap, see
             nri_cutoffs, log):
     from ..data.outcomes import OUTCOMES
     from ..models.registry import TASKS
-    from .reports import DECISION_THRESHOLDS, _pyplot, _save, binary_metrics, plot_decision_curves
+    from .reports import DECISION_THRESHOLDS, _pyplot, _save, _unit_square, binary_metrics, plot_decision_curves
     data, label = _labelled(task, data)
     rows, probabilities, curves, km = [], {}, {}, {}
     for name, model in models.items():
@@ -411,23 +411,18 @@ def _binary(task, models, data, out_dir, references, subgroups, n_bootstrap, see
                 for key in ("hr", "hr_lower", "hr_upper"):
                     if key in result:
                         table.loc[table["model"] == name, f"km_{outcome}_{key}"] = result[key]
-    plt = _pyplot()
-    fig, (ax_roc, ax_cal) = plt.subplots(1, 2, figsize=(9.6, 4.8))
-    calibrations = []
+    roc_lines, calibration_lines, calibrations = [], [], []
     for name in probabilities:
         fpr, tpr, _ = M.roc_curve(label, probabilities[name])
         auc = table.set_index("model").loc[name, "auc"]
-        ax_roc.plot(fpr, tpr, label=f"{name}: {auc:.3f}")
+        roc_lines.append((fpr, tpr, "-", f"{name}: {auc:.3f}"))
         calibration, _ = M.calibration_binary(label, probabilities[name], groups=5)
         calibrations.append(calibration.assign(model=name))
-        ax_cal.plot(calibration["predicted"], calibration["observed"], "o-", label=name)
-    for ax, xlabel, ylabel, title in ((ax_roc, "1 - specificity", "sensitivity", "ROC (AUC)"),
-                                      (ax_cal, "predicted probability", "observed frequency", "calibration")):
-        ax.plot([0, 1], [0, 1], color="0.6", linestyle="--")
-        ax.set_xlabel(xlabel)
-        ax.set_ylabel(ylabel)
-        ax.set_title(f"{task}: {title}", fontsize=9)
-        ax.legend(fontsize=7, loc="lower right" if ax is ax_roc else "upper left")
+        calibration_lines.append((calibration["predicted"], calibration["observed"], "o-", name))
+    fig, (ax_roc, ax_cal) = _pyplot().subplots(1, 2, figsize=(9.6, 4.8))
+    _unit_square(ax_roc, roc_lines, "1 - specificity", "sensitivity", f"{task}: ROC (AUC)", "lower right")
+    _unit_square(ax_cal, calibration_lines, "predicted probability", "observed frequency", f"{task}: calibration",
+                 "upper left")
     _save(fig, os.path.join(out_dir, "roc_calibration.png"), notice)
     pd.concat(calibrations).to_csv(os.path.join(out_dir, "calibration.csv"), index=False)
     pd.concat([c.assign(model_name=n) for n, c in curves.items()]).to_csv(

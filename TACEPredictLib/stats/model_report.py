@@ -19,15 +19,10 @@ import io
 import numpy as np
 
 from . import metrics as M
+from .reports import (_pyplot, calibration_figure, decision_curve_figure, kaplan_meier_figure,
+                      roc_figure)
 
 DAYS_PER_YEAR = 365.25
-
-
-def _pyplot():
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    return plt
 
 
 def figure_png(fig, dpi=110):
@@ -40,68 +35,6 @@ def figure_png(fig, dpi=110):
 
 def data_uri(png):
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
-
-
-def at_risk_table(time, event, groups, order, ticks):
-    """Numbers at risk (time >= tick) of each group at each tick: ``{group: [n, ...]}``."""
-    time = np.asarray(time, dtype=float)
-    groups = np.asarray(groups, dtype=object)
-    return {g: [int(np.sum((groups == g) & (time >= t))) for t in ticks] for g in order}
-
-
-def plot_km_at_risk(time_days, event, groups, order=None, title="", notice="", p=None, ylabel="overall survival",
-                    step_years=None):
-    """Kaplan-Meier curves (95% CI bands) of each group with a numbers-at-risk table under the axis; returns
-    the figure. Times in days, shown in years."""
-    plt = _pyplot()
-    time_days = np.asarray(time_days, dtype=float)
-    event = np.asarray(event, dtype=int)
-    groups = np.asarray(groups, dtype=object)
-    order = [g for g in (order or sorted(set(groups))) if np.any(groups == g)]
-    years = time_days / DAYS_PER_YEAR
-    horizon = float(np.max(years)) if len(years) else 1.0
-    step = step_years or (0.5 if horizon <= 3 else 1.0 if horizon <= 8 else 2.0)
-    ticks = np.arange(0, horizon + 1e-9, step)
-    fig = plt.figure(figsize=(6.4, 4.2 + 0.22 * len(order)))
-    grid = fig.add_gridspec(2, 1, height_ratios=[4.0, 0.5 + 0.25 * len(order)], hspace=0.32)
-    ax = fig.add_subplot(grid[0])
-    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for k, label in enumerate(order):
-        member = groups == label
-        km = M.kaplan_meier(time_days[member], event[member])
-        t = np.concatenate([[0.0], km["time"].to_numpy()]) / DAYS_PER_YEAR
-        s = np.concatenate([[1.0], km["survival"].to_numpy()])
-        colour = colours[k % len(colours)]
-        ax.step(t, s, where="post", color=colour, label=f"{label} (n={int(member.sum())}, "
-                                                         f"{int(event[member].sum())} events)")
-        ax.fill_between(t, np.concatenate([[1.0], km["lower"]]), np.concatenate([[1.0], km["upper"]]),
-                        step="post", alpha=0.12, color=colour)
-    ax.set_xlim(0, ticks[-1] if len(ticks) > 1 else horizon)
-    ax.set_xticks(ticks)
-    ax.set_ylim(0, 1.02)
-    ax.set_ylabel(ylabel)
-    ax.set_xlabel("years after TACE")
-    ax.set_title(title + (f" (log-rank p = {p:.3g})" if p is not None and np.isfinite(p) else ""), fontsize=9)
-    ax.legend(fontsize=7, loc="upper right")
-    table_ax = fig.add_subplot(grid[1], sharex=ax)
-    table_ax.set_xlim(ax.get_xlim())
-    counts = at_risk_table(time_days, event, groups, order, ticks * DAYS_PER_YEAR)
-    for k, label in enumerate(order):
-        y = len(order) - 1 - k
-        for x, n in zip(ticks, counts[label]):
-            table_ax.text(x, y, str(n), ha="center", va="center", fontsize=7, color=colours[k % len(colours)])
-    table_ax.set_yticks(range(len(order)), [str(g) for g in reversed(order)], fontsize=7)
-    table_ax.set_ylim(-0.6, len(order) - 0.4)
-    table_ax.tick_params(axis="both", length=0)
-    table_ax.tick_params(axis="y", pad=14)
-    table_ax.tick_params(axis="x", labelbottom=False)
-    for side in ("top", "right", "bottom", "left"):
-        table_ax.spines[side].set_visible(False)
-    table_ax.set_title("numbers at risk", fontsize=7, loc="left")
-    if notice:
-        fig.text(0.01, 0.005, notice, fontsize=5.5, color="0.35", ha="left", va="bottom", wrap=True)
-    fig.subplots_adjust(left=0.16, right=0.97, top=0.93, bottom=0.07)
-    return fig
 
 
 # --- loading what to report on ----------------------------------------------------------------------------
@@ -420,85 +353,6 @@ def tripod_checklist(ctx):
 
 # --- figures --------------------------------------------------------------------------------------------
 
-def plot_survival_calibration(table, horizon_years, name, notice=""):
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(4.6, 4.2))
-    ax.plot([0, 1], [0, 1], color="0.6", linestyle="--", label="ideal")
-    ax.errorbar(table["predicted"], table["observed"],
-                yerr=[table["observed"] - table["lower"], table["upper"] - table["observed"]], fmt="o-",
-                label="quantile groups (KM, 95% CI)")
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1)
-    ax.set_xlabel(f"predicted {horizon_years}-year survival")
-    ax.set_ylabel(f"observed {horizon_years}-year survival")
-    ax.set_title(f"{name}: calibration at {horizon_years} years", fontsize=9)
-    ax.legend(loc="upper left", fontsize=7)
-    if notice:
-        fig.text(0.01, 0.005, notice, fontsize=5, color="0.35", ha="left", va="bottom", wrap=True)
-    fig.tight_layout(rect=(0, 0.04, 1, 1))
-    return fig
-
-
-def plot_binary_calibration(table, name, notice=""):
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(4.6, 4.2))
-    ax.plot([0, 1], [0, 1], color="0.6", linestyle="--", label="ideal")
-    ax.plot(table["predicted"], table["observed"], "o-", label="quantile groups")
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1)
-    ax.set_xlabel("predicted probability")
-    ax.set_ylabel("observed frequency")
-    ax.set_title(f"{name}: calibration", fontsize=9)
-    ax.legend(loc="upper left", fontsize=7)
-    if notice:
-        fig.text(0.01, 0.005, notice, fontsize=5, color="0.35", ha="left", va="bottom", wrap=True)
-    fig.tight_layout(rect=(0, 0.04, 1, 1))
-    return fig
-
-
-def plot_decision_curves(curves, title, notice=""):
-    """``curves``: ``{name: table}`` from ``survival_net_benefit`` / ``metrics.net_benefit`` (same thresholds);
-    treat-all and treat-none come from the first."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(4.8, 4.2))
-    first = next(iter(curves.values()))
-    top = 0.05
-    for name, table in curves.items():
-        ax.plot(table["threshold"], table["model"], label=name)
-        top = max(top, float(np.nanmax(table["model"])))
-    ax.plot(first["threshold"], first["treat_all"], color="0.4", linestyle=":", label="treat all")
-    ax.plot(first["threshold"], first["treat_none"], color="0.2", linewidth=0.8, label="treat none")
-    top = max(top, float(np.nanmax(first["treat_all"])))
-    ax.set_ylim(-0.05, top * 1.15)
-    ax.set_xlim(0, float(first["threshold"].max()))
-    ax.set_xlabel("threshold probability")
-    ax.set_ylabel("net benefit")
-    ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=7)
-    if notice:
-        fig.text(0.01, 0.005, notice, fontsize=5, color="0.35", ha="left", va="bottom", wrap=True)
-    fig.tight_layout(rect=(0, 0.04, 1, 1))
-    return fig
-
-
-def plot_roc(label, probability, name, cutoff, notice=""):
-    plt = _pyplot()
-    fpr, tpr, _ = M.roc_curve(label, probability)
-    summary = M.threshold_summary(label, probability, cutoff)
-    fig, ax = plt.subplots(figsize=(4.6, 4.2))
-    ax.plot(fpr, tpr, label=f"AUC {M.roc_auc(label, probability):.3f}")
-    ax.plot([0, 1], [0, 1], color="0.6", linestyle="--")
-    ax.plot(1 - summary["specificity"], summary["sensitivity"], "o", label=f"cut-off {cutoff:g}")
-    ax.set_xlabel("1 - specificity")
-    ax.set_ylabel("sensitivity")
-    ax.set_title(f"{name}: ROC", fontsize=9)
-    ax.legend(loc="lower right", fontsize=7)
-    if notice:
-        fig.text(0.01, 0.005, notice, fontsize=5, color="0.35", ha="left", va="bottom", wrap=True)
-    fig.tight_layout(rect=(0, 0.04, 1, 1))
-    return fig
-
-
 def _figure(fig, alt, caption=""):
     return {"src": data_uri(figure_png(fig)), "alt": alt, "caption": caption}
 
@@ -586,7 +440,7 @@ def evaluate_survival_entries(main, comparators, data, n_bootstrap=1000, seed=0,
         out["metrics"].append(_metric(f"calibration RMSE at {horizon} years", rmse, note=f"{len(table)} quantile "
                                       "groups, predicted against Kaplan-Meier"))
         out["calibration_table"] = table.to_dict(orient="records")
-        out["figures"]["calibration"] = _figure(plot_survival_calibration(table, horizon, main.label, notice),
+        out["figures"]["calibration"] = _figure(calibration_figure(table, main.label, notice, horizon),
                                                 f"calibration of {main.label} at {horizon} years")
         thresholds = np.round(np.arange(0.01, 0.96, 0.01), 2)
         curves = {main.label: survival_net_benefit(t, e, 1 - s[:, column], horizon * DAYS_PER_YEAR, thresholds)}
@@ -596,7 +450,7 @@ def evaluate_survival_entries(main, comparators, data, n_bootstrap=1000, seed=0,
                 curves[entry.label] = survival_net_benefit(t, e, 1 - c_surv[scored][:, column],
                                                            horizon * DAYS_PER_YEAR, thresholds)
         out["figures"]["decision"] = _figure(
-            plot_decision_curves(curves, f"decision curve: death by {horizon} year{'s' * (horizon > 1)}", notice),
+            decision_curve_figure(curves, f"decision curve: death by {horizon} year{'s' * (horizon > 1)}", notice),
             f"decision curve at {horizon} years")
         out["decision_horizon"] = horizon
     if groups is not None:
@@ -615,7 +469,7 @@ def evaluate_survival_entries(main, comparators, data, n_bootstrap=1000, seed=0,
         out["metrics"].append(_metric("log-rank p across risk groups", p, digits=4))
         cutoff = getattr(main.model, "cutoff", np.nan)
         out["figures"]["km"] = _figure(
-            plot_km_at_risk(t, e, g, order=order, title=f"{main.label}: risk groups", notice=notice, p=p),
+            kaplan_meier_figure(t, e, g, f"{main.label}: risk groups", notice, p=p, order=order)[0],
             f"Kaplan-Meier by {main.label} risk group",
             f"risk groups at the model's cut-off ({_fmt(cutoff)}, {getattr(main.model, 'cutoff_rule', '')})")
 
@@ -662,8 +516,8 @@ def evaluate_survival_entries(main, comparators, data, n_bootstrap=1000, seed=0,
                                                                  {"logrank_p": _fmt(logrank, 4)}))
             out["scores"].append(row)
             if len(present) >= 2:
-                fig = plot_km_at_risk(time[graded], event[graded], grades[graded], order=list(instance.grades),
-                                      title=instance.title, notice=notice, p=logrank)
+                fig, _ = kaplan_meier_figure(time[graded], event[graded], grades[graded], instance.title, notice,
+                                             p=logrank, group_suffix="", order=list(instance.grades))
                 out["score_figures"].append(_figure(fig, f"Kaplan-Meier by {instance.title} grade",
                                                     f"{instance.title}: {int(graded.sum())} of {n} cases graded"))
         log("built-in scores graded: " + ", ".join(f"{r['kind']} {r['graded']}" for r in out["scores"]))
@@ -711,7 +565,7 @@ def evaluate_binary_entries(main, comparators, data, n_bootstrap=1000, seed=0, n
     out["metrics"].append(_metric("Brier score", result["brier"], brier, "bootstrap 95% CI; lower is better"))
     table, _ = M.calibration_binary(y, p, groups=5)
     out["calibration_table"] = table.to_dict(orient="records")
-    out["figures"]["calibration"] = _figure(plot_binary_calibration(table, main.label, notice),
+    out["figures"]["calibration"] = _figure(calibration_figure(table, main.label, notice),
                                             f"calibration of {main.label}")
     curves = {main.label: M.net_benefit(y, p, DECISION_THRESHOLDS)}
     for entry in comparators:
@@ -723,9 +577,10 @@ def evaluate_binary_entries(main, comparators, data, n_bootstrap=1000, seed=0, n
                                    "events": int(y.sum()), "c_index": _fmt(auc), "ci": f"{_fmt(lo)}-{_fmt(hi)}",
                                    "difference": f"{delong['difference']:+.3f}", "p": _fmt(delong["p"]),
                                    "logrank_p": "-", "note": "AUC, DeLong"})
-    out["figures"]["decision"] = _figure(plot_decision_curves(curves, f"decision curve: {outcome}", notice),
+    out["figures"]["decision"] = _figure(decision_curve_figure(curves, f"decision curve: {outcome}", notice),
                                          "decision curve")
-    out["figures"]["roc"] = _figure(plot_roc(y, p, main.label, cutoff, notice), f"ROC of {main.label}")
+    auc = (result["auc"], result["auc_delong_lower"], result["auc_delong_upper"])
+    out["figures"]["roc"] = _figure(roc_figure(y, p, cutoff, auc, f"{main.label}: ROC", notice), f"ROC of {main.label}")
     time_column = {"aggressive-pd": "aggressive_pd_days"}.get(main.model.task)
     if time_column and time_column in labelled.table.columns:
         t = labelled.table[time_column].to_numpy(dtype=float)
@@ -734,8 +589,8 @@ def evaluate_binary_entries(main, comparators, data, n_bootstrap=1000, seed=0, n
         if ok.sum() >= 10 and len(set(g[ok])) >= 2:
             logrank = M.logrank_test(t[ok], y[ok], g[ok])["p"]
             out["figures"]["km"] = _figure(
-                plot_km_at_risk(t[ok], y[ok], g[ok], title=f"{main.label}: time to {outcome}", notice=notice,
-                                p=logrank, ylabel=f"free of {outcome}"),
+                kaplan_meier_figure(t[ok], y[ok], g[ok], f"{main.label}: time to {outcome}", notice, p=logrank,
+                                    ylabel=f"free of {outcome}")[0],
                 f"Kaplan-Meier of time to {outcome} by risk group", f"risk groups at the cut-off {cutoff:g}")
             out["metrics"].append(_metric("log-rank p across risk groups", logrank, digits=4))
     return out

@@ -29,11 +29,20 @@ def report_notice(model, data):
     return notice
 
 
-def _save(fig, path, notice, bottom=0.05, tight=True):
-    """Every figure carries the notice at its foot."""
-    fig.text(0.01, 0.005, notice, fontsize=6, color="0.35", ha="left", va="bottom", wrap=True)
+def _finish(fig, notice, bottom=0.05, tight=True):
+    """Every figure carries the notice at its foot; ``tight``: lay it out above ``bottom``. Returns ``fig``."""
+    if notice:
+        fig.text(0.01, 0.005, notice, fontsize=6, color="0.35", ha="left", va="bottom", wrap=True)
     if tight:
         fig.tight_layout(rect=(0, bottom, 1, 1))
+    return fig
+
+
+def _save(fig, path, notice=None, bottom=0.05, tight=True):
+    """Write a figure as PNG and close it; with a ``notice``, first add the foot (``_finish``). The figure
+    builders below (``*_figure``) add it themselves: the report embeds the same figures (``model_report``)."""
+    if notice is not None:
+        _finish(fig, notice, bottom, tight)
     fig.savefig(path, dpi=120)
     _pyplot().close(fig)
 
@@ -162,26 +171,28 @@ def clinical_score_comparators(data, time, event, model, out_dir, notice, n_boot
     return table
 
 
-def at_risk_counts(time, groups, ticks):
+def at_risk_counts(time, groups, ticks, order=None):
     """Numbers at risk under a Kaplan-Meier figure: patients of each group still followed at each tick
     (follow-up time >= tick, the risk set at that time, as R's survminer counts it). A table, one row per
-    group, one column per tick."""
+    group (``order``, default all groups sorted), one column per tick."""
     time = np.asarray(time, dtype=float)
     groups = np.asarray(groups)
-    return pd.DataFrame({tick: [int(np.sum((groups == g) & (time >= tick))) for g in sorted(np.unique(groups))]
-                         for tick in ticks}, index=sorted(np.unique(groups)))
+    labels = sorted(np.unique(groups)) if order is None else list(order)
+    return pd.DataFrame({tick: [int(np.sum((groups == g) & (time >= tick))) for g in labels] for tick in ticks},
+                        index=labels)
 
 
-def plot_kaplan_meier(time, event, groups, path, title, notice, p=None, ylabel="overall survival",
-                      group_suffix=" risk", scale=DAYS_PER_YEAR, xlabel="years after TACE"):
-    """Kaplan-Meier curves of the groups with their 95% confidence bands, censoring marks (|) and the numbers
-    at risk under the plot, as the papers' figures carry them; the numbers at risk are also written beside the
-    figure (``<name>_at_risk.csv``, times in the figure's unit). Returns that table."""
+def kaplan_meier_figure(time, event, groups, title, notice, p=None, ylabel="overall survival", group_suffix=" risk",
+                        order=None, scale=DAYS_PER_YEAR, xlabel="years after TACE"):
+    """Kaplan-Meier curves of the groups (``order``: which and in what order, default every group sorted) with
+    their 95% confidence bands, censoring marks (|) and the numbers at risk under the plot, as the papers'
+    figures carry them, and the notice at the foot. Times in days, shown in years (``scale``). Returns
+    ``(figure, numbers at risk)``: the table of ``at_risk_counts`` at the figure's ticks."""
     plt = _pyplot()
     time = np.asarray(time, dtype=float)
     event = np.asarray(event)
     groups = np.asarray(groups)
-    labels = sorted(np.unique(groups))
+    labels = [g for g in (sorted(np.unique(groups)) if order is None else order) if np.any(groups == g)]
     fig = plt.figure(figsize=(6, 4.6 + 0.2 * len(labels)))
     grid = fig.add_gridspec(2, 1, height_ratios=[4.2, 0.5 + 0.22 * len(labels)], hspace=0.12, left=0.17,
                             right=0.97, top=0.93, bottom=0.1 + 0.02 * len(labels))
@@ -193,7 +204,8 @@ def plot_kaplan_meier(time, event, groups, path, title, notice, p=None, ylabel="
         km = M.kaplan_meier(time[member], event[member])
         t = np.concatenate([[0.0], km["time"].to_numpy()]) / scale
         s = np.concatenate([[1.0], km["survival"].to_numpy()])
-        (line,) = ax.step(t, s, where="post", label=f"{label}{group_suffix} (n={member.sum()})")
+        (line,) = ax.step(t, s, where="post", label=f"{label}{group_suffix} (n={member.sum()}, "
+                                                    f"{int(np.sum(event[member]))} events)")
         colours[label] = line.get_color()
         ax.fill_between(t, np.concatenate([[1.0], km["lower"]]), np.concatenate([[1.0], km["upper"]]), step="post",
                         alpha=0.15, color=line.get_color())
@@ -202,12 +214,12 @@ def plot_kaplan_meier(time, event, groups, path, title, notice, p=None, ylabel="
                 marker="|", markersize=8, color=line.get_color())
     ax.set_xlim(0, max(float(np.max(time)) / scale, 1e-9) * 1.02)
     ticks = [x for x in ax.get_xticks() if 0 <= x <= float(np.max(time)) / scale]
-    counts = at_risk_counts(time / scale, groups, ticks)
+    counts = at_risk_counts(time / scale, groups, ticks, labels)
     ax.set_ylabel(ylabel)
     ax.set_ylim(0, 1.02)
     import textwrap
-    ax.set_title("\n".join(textwrap.wrap(title + (f" (log-rank p = {p:.3g})" if p is not None else ""), 70)),
-                 fontsize=9)
+    shown_p = f" (log-rank p = {p:.3g})" if p is not None and np.isfinite(p) else ""
+    ax.set_title("\n".join(textwrap.wrap(title + shown_p, 70)), fontsize=9)
     ax.plot([], [], linestyle="none", marker="|", color="0.3", label="censored")
     ax.legend(fontsize=8)
     ax.tick_params(labelbottom=False)
@@ -224,26 +236,70 @@ def plot_kaplan_meier(time, event, groups, path, title, notice, p=None, ylabel="
     for side in ("top", "right", "left"):
         table_ax.spines[side].set_visible(False)
     table_ax.tick_params(axis="y", length=0, pad=16)
-    _save(fig, path, notice, tight=False)
+    return _finish(fig, notice, tight=False), counts
+
+
+def plot_kaplan_meier(time, event, groups, path, title, notice, p=None, ylabel="overall survival",
+                      group_suffix=" risk", scale=DAYS_PER_YEAR, xlabel="years after TACE"):
+    """``kaplan_meier_figure`` written to ``path``; the numbers at risk are also written beside the figure
+    (``<name>_at_risk.csv``, times in the figure's unit). Returns that table."""
+    fig, counts = kaplan_meier_figure(time, event, groups, title, notice, p=p, ylabel=ylabel,
+                                      group_suffix=group_suffix, scale=scale, xlabel=xlabel)
+    _save(fig, path)
     counts.index.name = "group"
     counts.to_csv(os.path.splitext(path)[0] + "_at_risk.csv")
     return counts
 
 
-def plot_calibration(table, horizon, path, name, notice):
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(4.8, 4.8))
-    ax.plot([0, 1], [0, 1], color="0.6", linestyle="--", label="ideal")
-    ax.errorbar(table["predicted"], table["observed"],
-                yerr=[table["observed"] - table["lower"], table["upper"] - table["observed"]], fmt="o-",
-                label="groups (KM, 95% CI)")
-    ax.set_xlabel(f"predicted {horizon}-year survival")
-    ax.set_ylabel(f"observed {horizon}-year survival (Kaplan-Meier)")
+def _unit_square(ax, lines, xlabel, ylabel, title, legend):
+    """Curves on the unit square with its diagonal: ``lines`` are ``(x, y, style, label)``, with a fifth item
+    ``(below, above)`` for error bars."""
+    ax.plot([0, 1], [0, 1], color="0.6", linestyle="--")
+    for x, y, style, text, *error in lines:
+        if error:
+            ax.errorbar(x, y, yerr=list(error[0]), fmt=style, label=text)
+        else:
+            ax.plot(x, y, style, label=text)
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
-    ax.set_title(f"{name}: calibration at {horizon} years")
-    ax.legend(loc="upper left")
-    _save(fig, path, notice, bottom=0.04)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=9)
+    ax.legend(loc=legend, fontsize=7)
+
+
+def unit_square_figure(lines, xlabel, ylabel, title, notice, legend="lower right"):
+    """One ROC or calibration plot (``_unit_square``) with the notice at the foot."""
+    fig, ax = _pyplot().subplots(figsize=(4.8, 4.8))
+    _unit_square(ax, lines, xlabel, ylabel, title, legend)
+    return _finish(fig, notice)
+
+
+def roc_figure(label, probability, cutoff, auc, title, notice):
+    """The ROC curve with ``auc`` (value, lower, upper) in its legend and the point of the cut-off."""
+    fpr, tpr, _ = M.roc_curve(label, probability)
+    at = M.threshold_summary(label, probability, cutoff)
+    return unit_square_figure([(fpr, tpr, "-", f"AUC {auc[0]:.3f} ({auc[1]:.3f}-{auc[2]:.3f})"),
+                               (1 - at["specificity"], at["sensitivity"], "o", f"cut-off {cutoff:g}")],
+                              "1 - specificity", "sensitivity", title, notice)
+
+
+def calibration_figure(table, name, notice, horizon=None):
+    """Observed against predicted in the calibration groups: survival at ``horizon`` years (Kaplan-Meier with
+    its 95% CI, ``metrics.calibration_at``) or, without a horizon, the frequency of a 0 / 1 outcome
+    (``metrics.calibration_binary``)."""
+    if horizon is None:
+        return unit_square_figure([(table["predicted"], table["observed"], "o-", "groups")],
+                                  "predicted probability", "observed frequency", f"{name}: calibration", notice,
+                                  legend="upper left")
+    error = (table["observed"] - table["lower"], table["upper"] - table["observed"])
+    return unit_square_figure([(table["predicted"], table["observed"], "o-", "groups (KM, 95% CI)", error)],
+                              f"predicted {horizon}-year survival", f"observed {horizon}-year survival (Kaplan-Meier)",
+                              f"{name}: calibration at {horizon} years", notice, legend="upper left")
+
+
+def plot_calibration(table, horizon, path, name, notice):
+    _save(calibration_figure(table, name, notice, horizon), path)
 
 
 def plot_time_auc(results, path, name, notice):
@@ -272,11 +328,11 @@ def plot_time_auc(results, path, name, notice):
     _save(fig, path, notice)
 
 
-def plot_decision_curves(curves, path, title, notice):
-    """Net benefit against the threshold probability for one or more models (``{label: net_benefit table}``),
-    with treat-all (of the first table) and treat-none."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(5.5, 4))
+def decision_curve_figure(curves, title, notice):
+    """Net benefit against the threshold probability for one or more models (``{label: net_benefit table}``,
+    from ``metrics.net_benefit`` or ``metrics.survival_net_benefit`` on the same thresholds), with treat-all
+    (of the first table) and treat-none, and the notice at the foot."""
+    fig, ax = _pyplot().subplots(figsize=(5.5, 4))
     first = next(iter(curves.values()))
     top = 0.05
     for label, table in curves.items():
@@ -286,11 +342,16 @@ def plot_decision_curves(curves, path, title, notice):
     ax.plot(first["threshold"], first["treat_none"], color="0.0", linewidth=0.8, label="treat none")
     top = max(top, float(np.nanmax(first["treat_all"].to_numpy(float))))
     ax.set_ylim(-0.05, top * 1.1)
+    ax.set_xlim(0, float(first["threshold"].max()))
     ax.set_xlabel("threshold probability")
     ax.set_ylabel("net benefit")
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=7)
-    _save(fig, path, notice)
+    return _finish(fig, notice)
+
+
+def plot_decision_curves(curves, path, title, notice):
+    _save(decision_curve_figure(curves, title, notice), path)
 
 
 def _nomogram_row(ax, y, label, positions, labels):
@@ -449,25 +510,10 @@ def evaluate_binary(model, data, label_column, out_dir, n_bootstrap=1000, seed=0
                    "evaluated_on": data.manifest_path, "outcome": label_column, "metrics": result}, handle, indent=1)
     pd.DataFrame([{"metric": k, "value": v} for k, v in result.items()]).to_csv(
         os.path.join(out_dir, "metrics.csv"), index=False)
-    plt = _pyplot()
-    fpr, tpr, _ = M.roc_curve(label, probability)
-    curves = (  # (file, curves [(x, y, style, label)], x label, y label, title, legend place)
-        ("roc.png", [(fpr, tpr, "-", f"AUC {result['auc']:.3f} ({result['auc_delong_lower']:.3f}-"
-                                    f"{result['auc_delong_upper']:.3f})"),
-                     (1 - result["specificity"], result["sensitivity"], "o", f"cut-off {model.cutoff:g}")],
-         "1 - specificity", "sensitivity", f"{model.label}: ROC ({label_column})", "lower right"),
-        ("calibration.png", [(calibration["predicted"], calibration["observed"], "o-", "groups")],
-         "predicted probability", "observed frequency", f"{model.label}: calibration", "upper left"))
-    for name, lines, xlabel, ylabel, title, place in curves:  # both on the unit square, with its diagonal
-        fig, ax = plt.subplots(figsize=(4.8, 4.8))
-        ax.plot([0, 1], [0, 1], color="0.6", linestyle="--")
-        for x, y, style, text in lines:
-            ax.plot(x, y, style, label=text)
-        ax.set_xlabel(xlabel)
-        ax.set_ylabel(ylabel)
-        ax.set_title(title, fontsize=9)
-        ax.legend(loc=place)
-        _save(fig, os.path.join(out_dir, name), notice)
+    auc = (result["auc"], result["auc_delong_lower"], result["auc_delong_upper"])
+    _save(roc_figure(label, probability, model.cutoff, auc, f"{model.label}: ROC ({label_column})", notice),
+          os.path.join(out_dir, "roc.png"))
+    _save(calibration_figure(calibration, model.label, notice), os.path.join(out_dir, "calibration.png"))
     plot_decision_curves({model.label: decision}, os.path.join(out_dir, "decision_curve.png"), "decision curve",
                          notice)
     return result, predictions
@@ -511,20 +557,13 @@ def plot_confusion(matrix, classes, path, title, notice):
 
 def plot_class_rocs(label, probabilities, classes, path, title, notice):
     """One-vs-rest ROC curve of every class; returns {class: AUC}."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(4.8, 4.8))
-    aucs = {}
+    aucs, lines = {}, []
     for i, name in enumerate(classes):
         truth = (np.asarray(label) == i).astype(int)
         if truth.min() == truth.max():
             continue
         fpr, tpr, _ = M.roc_curve(truth, probabilities[:, i])
         aucs[name] = M.roc_auc(truth, probabilities[:, i])
-        ax.plot(fpr, tpr, label=f"{name} vs rest: AUC {aucs[name]:.3f}")
-    ax.plot([0, 1], [0, 1], color="0.6", linestyle="--")
-    ax.set_xlabel("1 - specificity")
-    ax.set_ylabel("sensitivity")
-    ax.set_title(title, fontsize=9)
-    ax.legend(loc="lower right", fontsize=7)
-    _save(fig, path, notice)
+        lines.append((fpr, tpr, "-", f"{name} vs rest: AUC {aucs[name]:.3f}"))
+    _save(unit_square_figure(lines, "1 - specificity", "sensitivity", title, notice), path)
     return aucs

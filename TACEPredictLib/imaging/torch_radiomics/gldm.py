@@ -64,39 +64,8 @@ def features(P, prep, names, settings, spacing=None):
     j2 = (jv ** 2).view(1, 1, Nd)
     out = {}
     for name in names:
-        if name == "SmallDependenceEmphasis":
-            v = (pd / jv ** 2).sum(dim=1) / Nz
-        elif name == "LargeDependenceEmphasis":
-            v = (pd * jv ** 2).sum(dim=1) / Nz
-        elif name == "GrayLevelNonUniformity":
-            v = (pg ** 2).sum(dim=1) / Nz
-        elif name == "DependenceNonUniformity":
-            v = (pd ** 2).sum(dim=1) / Nz
-        elif name == "DependenceNonUniformityNormalized":
-            v = (pd ** 2).sum(dim=1) / Nz ** 2
-        elif name == "GrayLevelVariance":
-            p = pg / Nz[:, None]
-            u = (p * iv).sum(dim=1, keepdim=True)
-            v = (p * (iv - u) ** 2).sum(dim=1)
-        elif name == "DependenceVariance":
-            p = pd / Nz[:, None]
-            u = (p * jv).sum(dim=1, keepdim=True)
-            v = (p * (jv - u) ** 2).sum(dim=1)
-        elif name == "DependenceEntropy":
-            p = P / Nz[:, None, None]
-            v = -(p * torch.log2(p + tx.EPS)).sum(dim=(1, 2))
-        elif name == "LowGrayLevelEmphasis":
-            v = (pg / iv ** 2).sum(dim=1) / Nz
-        elif name == "HighGrayLevelEmphasis":
-            v = (pg * iv ** 2).sum(dim=1) / Nz
-        elif name == "SmallDependenceLowGrayLevelEmphasis":
-            v = (P / (i2 * j2)).sum(dim=(1, 2)) / Nz
-        elif name == "SmallDependenceHighGrayLevelEmphasis":
-            v = (P * i2 / j2).sum(dim=(1, 2)) / Nz
-        elif name == "LargeDependenceLowGrayLevelEmphasis":
-            v = (P * j2 / i2).sum(dim=(1, 2)) / Nz
-        elif name == "LargeDependenceHighGrayLevelEmphasis":
-            v = (P * (j2 * i2)).sum(dim=(1, 2)) / Nz
+        if name in tx.MATRIX_FEATURES:
+            v = tx.matrix_feature(tx.MATRIX_FEATURES[name], P, pg, pd, Nz, iv, jv, i2, j2)
         else:  # pragma: no cover
             raise InputError(f"unknown gldm feature '{name}'")
         out[name] = v

@@ -135,7 +135,6 @@ def features(P, prep, names, settings, spacing=None):
 
 
 def _features(P, names):
-    eps = tx.EPS
     dt, dev = P.dtype, P.device
     B, A, Ng, R = P.shape
     Nr = P.sum(dim=(2, 3))                      # [B, A]
@@ -150,43 +149,10 @@ def _features(P, names):
     mean = lambda v: tx.nanmean_angles(v, valid)  # noqa: E731
     out = {}
     for name in names:
-        if name == "ShortRunEmphasis":
-            v = (pr / jv ** 2).sum(dim=2) / Nr
-        elif name == "LongRunEmphasis":
-            v = (pr * jv ** 2).sum(dim=2) / Nr
-        elif name == "GrayLevelNonUniformity":
-            v = (pg ** 2).sum(dim=2) / Nr
-        elif name == "GrayLevelNonUniformityNormalized":
-            v = (pg ** 2).sum(dim=2) / Nr ** 2
-        elif name == "RunLengthNonUniformity":
-            v = (pr ** 2).sum(dim=2) / Nr
-        elif name == "RunLengthNonUniformityNormalized":
-            v = (pr ** 2).sum(dim=2) / Nr ** 2
+        if name in tx.MATRIX_FEATURES:
+            v = tx.matrix_feature(tx.MATRIX_FEATURES[name], P, pg, pr, Nr, iv, jv, i2, j2)
         elif name == "RunPercentage":
             v = Nr / (pr * jv).sum(dim=2)
-        elif name == "GrayLevelVariance":
-            p = pg / Nr[:, :, None]
-            u = (p * iv).sum(dim=2, keepdim=True)
-            v = (p * (iv - u) ** 2).sum(dim=2)
-        elif name == "RunVariance":
-            p = pr / Nr[:, :, None]
-            u = (p * jv).sum(dim=2, keepdim=True)
-            v = (p * (jv - u) ** 2).sum(dim=2)
-        elif name == "RunEntropy":
-            p = P / Nr[:, :, None, None]
-            v = -(p * torch.log2(p + eps)).sum(dim=(2, 3))
-        elif name == "LowGrayLevelRunEmphasis":
-            v = (pg / iv ** 2).sum(dim=2) / Nr
-        elif name == "HighGrayLevelRunEmphasis":
-            v = (pg * iv ** 2).sum(dim=2) / Nr
-        elif name == "ShortRunLowGrayLevelEmphasis":
-            v = (P / (i2 * j2)).sum(dim=(2, 3)) / Nr
-        elif name == "ShortRunHighGrayLevelEmphasis":
-            v = (P * i2 / j2).sum(dim=(2, 3)) / Nr
-        elif name == "LongRunLowGrayLevelEmphasis":
-            v = (P * j2 / i2).sum(dim=(2, 3)) / Nr
-        elif name == "LongRunHighGrayLevelEmphasis":
-            v = (P * (j2 * i2)).sum(dim=(2, 3)) / Nr
         else:  # pragma: no cover
             raise InputError(f"unknown glrlm feature '{name}'")
         out[name] = mean(v)

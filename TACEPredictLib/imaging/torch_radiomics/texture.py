@@ -238,6 +238,51 @@ def nanmean_angles(values, valid):
     return torch.nanmean(values, dim=1)
 
 
+# Features GLRLM and GLDM define alike on their matrix P[..., i, j] (gray level i; run length or dependence j):
+# each one's name in either class -> its formula in ``matrix_feature`` ("_normalized": divided by N twice).
+MATRIX_FEATURES = {
+    "ShortRunEmphasis": "small", "SmallDependenceEmphasis": "small",
+    "LongRunEmphasis": "large", "LargeDependenceEmphasis": "large",
+    "GrayLevelNonUniformity": "gray_nonuniformity", "GrayLevelNonUniformityNormalized": "gray_nonuniformity_normalized",
+    "RunLengthNonUniformity": "nonuniformity", "DependenceNonUniformity": "nonuniformity",
+    "RunLengthNonUniformityNormalized": "nonuniformity_normalized",
+    "DependenceNonUniformityNormalized": "nonuniformity_normalized",
+    "GrayLevelVariance": "gray_variance", "RunVariance": "variance", "DependenceVariance": "variance",
+    "RunEntropy": "entropy", "DependenceEntropy": "entropy",
+    "LowGrayLevelRunEmphasis": "low_gray", "LowGrayLevelEmphasis": "low_gray",
+    "HighGrayLevelRunEmphasis": "high_gray", "HighGrayLevelEmphasis": "high_gray",
+    "ShortRunLowGrayLevelEmphasis": "small_low", "SmallDependenceLowGrayLevelEmphasis": "small_low",
+    "ShortRunHighGrayLevelEmphasis": "small_high", "SmallDependenceHighGrayLevelEmphasis": "small_high",
+    "LongRunLowGrayLevelEmphasis": "large_low", "LargeDependenceLowGrayLevelEmphasis": "large_low",
+    "LongRunHighGrayLevelEmphasis": "large_high", "LargeDependenceHighGrayLevelEmphasis": "large_high",
+}
+
+
+def matrix_feature(formula, P, pg, pj, N, iv, jv, i2, j2):
+    """One ``MATRIX_FEATURES`` formula (pyradiomics' definitions) on ``P [..., Ng, Nj]``: ``pg`` / ``pj`` its
+    sums over j / over i, ``N`` its total (1 where P is empty), ``iv`` / ``jv`` the 1-based values of i and j,
+    ``i2`` / ``j2`` their squares shaped to broadcast against P. Returns a tensor of P's leading shape."""
+    if formula in ("gray_variance", "variance"):
+        marginal, values = (pg, iv) if formula == "gray_variance" else (pj, jv)
+        p = marginal / N[..., None]
+        u = (p * values).sum(dim=-1, keepdim=True)
+        return (p * (values - u) ** 2).sum(dim=-1)
+    if formula == "entropy":
+        p = P / N[..., None, None]
+        return -(p * torch.log2(p + EPS)).sum(dim=(-2, -1))
+    base = formula.removesuffix("_normalized")
+    if base in ("small_low", "small_high", "large_low", "large_high"):
+        terms = {"small_low": lambda: P / (i2 * j2), "small_high": lambda: P * i2 / j2,
+                 "large_low": lambda: P * j2 / i2, "large_high": lambda: P * (j2 * i2)}[base]()
+        total = terms.sum(dim=(-2, -1))
+    else:
+        terms = {"small": lambda: pj / jv ** 2, "large": lambda: pj * jv ** 2, "nonuniformity": lambda: pj ** 2,
+                 "low_gray": lambda: pg / iv ** 2, "high_gray": lambda: pg * iv ** 2,
+                 "gray_nonuniformity": lambda: pg ** 2}[base]()
+        total = terms.sum(dim=-1)
+    return total / N ** 2 if formula != base else total / N
+
+
 def prepare(binned, mask, pad=1):
     """Validate and crop the batch; see :class:`Prepared`."""
     if not isinstance(binned, torch.Tensor) or not isinstance(mask, torch.Tensor):
