@@ -509,8 +509,9 @@ def plot_confusion(matrix, classes, path, title, notice):
     _save(fig, path, notice, bottom=0.04)
 
 
-def plot_class_rocs(label, probabilities, classes, path, title, notice):
-    """One-vs-rest ROC curve of every class; returns {class: AUC}."""
+def plot_class_rocs(label, probabilities, classes, path, title, notice, intervals=None):
+    """One-vs-rest ROC curve of every class, each class's AUC in the legend with its 95 % CI when
+    ``intervals`` ({class: (lower, upper)}) has it; returns {class: AUC}."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(4.8, 4.8))
     aucs = {}
@@ -520,7 +521,9 @@ def plot_class_rocs(label, probabilities, classes, path, title, notice):
             continue
         fpr, tpr, _ = M.roc_curve(truth, probabilities[:, i])
         aucs[name] = M.roc_auc(truth, probabilities[:, i])
-        ax.plot(fpr, tpr, label=f"{name} vs rest: AUC {aucs[name]:.3f}")
+        lower, upper = (intervals or {}).get(name, (np.nan, np.nan))
+        ci = f" ({lower:.3f}-{upper:.3f})" if np.isfinite([lower, upper]).all() else ""
+        ax.plot(fpr, tpr, label=f"{name} vs rest: AUC {aucs[name]:.3f}{ci}")
     ax.plot([0, 1], [0, 1], color="0.6", linestyle="--")
     ax.set_xlabel("1 - specificity")
     ax.set_ylabel("sensitivity")
