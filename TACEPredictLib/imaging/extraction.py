@@ -406,8 +406,9 @@ def _load_cached(task):
 
 
 def _missing_patch_sets(task):
-    """The patch sets (``sampling.PATCH_SETS``) of the task's phases that its cached patch file lacks (an
-    extraction by an older TACEPredict, before the set existed)."""
+    """The patch sets (``sampling.PATCH_SETS``) that the cached patch file lacks although it holds another set
+    of the same phase (an extraction by an older TACEPredict, before the set existed; a case without the
+    phase has none of its sets, and is not asked again)."""
     import zipfile
 
     from .sampling import PATCH_SETS
@@ -415,8 +416,8 @@ def _missing_patch_sets(task):
         return []
     with zipfile.ZipFile(task["cache"] + ".patches.npz") as archive:
         stored = {name[:-4] for name in archive.namelist() if name.endswith(".npy")}
-    phases = set(task["settings"]["phases"])
-    return [name for name, (phase, _) in PATCH_SETS.items() if phase in phases and name not in stored]
+    present = {PATCH_SETS[name][0] for name in stored if name in PATCH_SETS}
+    return [name for name, (phase, _) in PATCH_SETS.items() if phase in present and name not in stored]
 
 
 def _check_cache(tasks):
