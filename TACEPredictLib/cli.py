@@ -335,6 +335,23 @@ def _print_integrity(info):
         print(f"bundle: {info.get('integrity', 'unsigned')}")
 
 
+def _evaluate_mrecist_classes(model, data, staging, args):
+    """The four-class report of an mRECIST model (the code of `tacepredict compare`): per level (patch,
+    patient) ``confusion_<level>.csv`` / ``.png``, ``roc_classes_<level>.png`` and a row of ``classes.csv``
+    (accuracy, each class's AUC with DeLong and bootstrap CIs, macro AUC). Returns the summary lines."""
+    import pandas as pd
+
+    from .stats.compare import _labelled, mrecist_levels
+    from .stats.reports import report_notice
+    labelled, truth = _labelled("mrecist", data)
+    rows, _ = mrecist_levels(model.kind, model, labelled, truth, staging, report_notice(model, labelled),
+                             n_bootstrap=args.bootstrap, seed=args.seed)
+    pd.DataFrame(rows).to_csv(os.path.join(staging, "classes.csv"), index=False)
+    return "\n".join(f"{r['level']} level: accuracy {r['accuracy']:.3f}, " + ", ".join(
+        f"AUC {c} {r[f'auc_{c}']:.3f} ({r[f'auc_{c}_lower']:.3f}-{r[f'auc_{c}_upper']:.3f})"
+        for c in ("CR", "PR", "SD", "PD")) for r in rows)
+
+
 def cmd_evaluate(args):
     import shutil
 
@@ -358,6 +375,9 @@ def cmd_evaluate(args):
                 text = (f"AUC {result['auc']:.3f} (DeLong 95% CI {result['auc_delong_lower']:.3f}-"
                         f"{result['auc_delong_upper']:.3f}); at the cut-off {result['cutoff']:g}: sensitivity "
                         f"{result['sensitivity']:.3f}, specificity {result['specificity']:.3f}; report in {args.out}")
+                if model.task == "mrecist":  # paper 003's four classes: confusion matrices, per-class ROC with CIs
+                    text = "P(objective response): " + text + "\n" + _evaluate_mrecist_classes(model, data, staging,
+                                                                                              args)
             else:
                 result, _ = evaluate_survival(model, _cohort(args), staging, n_bootstrap=args.bootstrap,
                                               seed=args.seed)
@@ -562,7 +582,8 @@ def build_parser():
     p.add_argument("--epochs", type=int, default=None,
                    help="image networks: training epochs (the most, for those that stop early)")
     p.add_argument("--weights", default=None,
-                   help="mrecist: the ResNet-50 backbone's weights, imagenet or random (default: random)")
+                   help="mrecist: the ResNet-50 backbone's weights, imagenet (default, the paper's) or random "
+                        "(the untrained fixed-seed network of the offline demo)")
     p.add_argument("--device", default=None, help="image networks: auto (default), cpu, cuda or mps")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_train)

@@ -119,6 +119,8 @@ def test_bundles_written_before_the_restructuring_load_and_predict_the_same_numb
     assert len(bundles) == 20
     for bundle in bundles:
         model, info = models.load(os.path.join(LEGACY, bundle))
+        # written before bundles named their paper: the method's paper is added to the provenance on load
+        assert registry.PAPERS[registry.model_spec(info["task"], info["kind"]).paper] in model.provenance
         prediction = model.predict(data)
         column = "risk_score" if info["task"] == "survival" else "probability"
         want = expected[expected["bundle"] == bundle].set_index("case_id")["value"]

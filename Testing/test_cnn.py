@@ -63,7 +63,9 @@ def write_patch_cohort(folder, cases=120, seed=0):
         cls = MRECIST_CLASSES.index(response[i])
         vectors = rng.normal(0, 1, (3, FEATURES)).astype(np.float32) + 0.35 * class_shift[cls]
         path = os.path.join("cache", f"{case}.patches.npz")
-        np.savez_compressed(os.path.join(out, path), centre=centre[None, None].astype(np.int16),
+        # the CT-and-mask patch: the same CT, its lesion mask the disk
+        ct_mask = np.stack([centre, disk])[None].astype(np.int16)
+        np.savez_compressed(os.path.join(out, path), centre=centre[None, None].astype(np.int16), ct_mask=ct_mask,
                             boxes=np.stack(boxes)[:, None].astype(np.int16), inside=inside.astype(np.int16),
                             inside_resnet50_ct_ap=vectors)
         index.append({"case_id": case, "file": path})
@@ -106,6 +108,90 @@ def test_response_cnn_learns_the_visible_signal_and_round_trips(patch_cohort, tm
     loaded, _ = models.load(str(tmp_path / "cnn"))
     np.testing.assert_allclose(loaded.probability(test), probability, atol=1e-6)
     assert os.path.isfile(tmp_path / "cnn" / "training_history.csv")
+    # paper 002's input: the CT and the mask (windowed CT, mask, CT inside the mask), recorded in the bundle
+    assert model.patch_set == "ct_mask" and loaded.patch_set == "ct_mask"
+    with open(tmp_path / "cnn" / "params.json") as handle:
+        assert json.load(handle)["patch_set"] == "ct_mask"
+    x, _ = model.inputs(test)
+    stored = test.patches("ct_mask")[0][0]
+    assert x.shape[1:] == (3, 224, 224)
+    np.testing.assert_array_equal(x[0, 1] > 0, stored[1] == 1)  # the mask channel is the mask
+    np.testing.assert_allclose(x[0, 2][stored[1] == 0], -2.0)  # CT inside the mask: 0 (scaled) outside it
+    np.testing.assert_allclose(x[0, 2][stored[1] == 1], x[0, 0][stored[1] == 1])
+    # the classes balanced by copies (40 responders, 40 not, among the 80 training cases: only the fold split's
+    # difference, if any, is copied; none when they are equal)
+    _, y = model.labelled(train)
+    held = stratified_folds(y, 5, 0) == 0
+    counts = np.bincount(y[~held], minlength=2)
+    assert model.info["balancing_copies"] == counts.max() - counts.min()
+    # the method's paper in every bundle's provenance, and so in every prediction
+    citation = models.registry.PAPERS["002"]
+    assert citation in info["provenance"] and citation in loaded.predict(test)["provenance"].iloc[0]
+
+
+def test_response_cnn_balances_an_unbalanced_cohort(patch_cohort):
+    """Paper 002 balanced its classes by augmentation: with 3 responders to 1 non-responder the training set
+    gets distinct flipped / rotated copies of the non-responders until the classes are equal."""
+    train, _, _ = patch_cohort
+    table = train.table
+    keep = ~table["response"].isin(("SD",))  # CR, PR, PD: 2 : 1
+    unbalanced = train.subset(table[keep])
+    model = ResponseCNN(epochs=1).fit(unbalanced)
+    _, y = model.labelled(unbalanced)
+    held = stratified_folds(y, 5, 0) == 0
+    counts = np.bincount(y[~held], minlength=2)
+    assert counts[1] > 1.5 * counts[0] and model.info["balancing_copies"] == counts[1] - counts[0]
+    assert ResponseCNN.balance and not ModelD.balance  # Model_D balances by noisy oversampling (paper 004)
+
+
+def test_old_response_cnn_bundles_keep_their_centre_patches(patch_cohort, tmp_path):
+    """A response CNN bundle written before the CT-and-mask input reads the centre patch repeated to three
+    channels, as it was trained (its params say so; one without the key is taken as such)."""
+    train, test, _ = patch_cohort
+    model = ResponseCNN(epochs=1)
+    model.patch_set = "centre"
+    model.balance = False
+    model.fit(train)
+    models.save(model, str(tmp_path / "old"), train, 0)
+    loaded, _ = models.load(str(tmp_path / "old"))
+    assert loaded.patch_set == "centre" and loaded.label == "cnn (largest-slice patch)"
+    x, _ = loaded.inputs(test)
+    np.testing.assert_array_equal(x[:, 0], x[:, 2])  # the CT repeated
+    np.testing.assert_allclose(loaded.probability(test), model.probability(test), atol=1e-6)
+    params = model.params()
+    del params["patch_set"]
+    assert ResponseCNN.from_params(params, model.tensors()).patch_set == "centre"
+
+
+def test_cnn_plus_tumour_size(patch_cohort, tmp_path):
+    """Paper 002 integrates the CNN with the tumour size: logistic regression on the CNN's out-of-fold logit and
+    the size. Trained as a model, its CNN is a five-fold ensemble (every training case scored out of fold)."""
+    train, test, _ = patch_cohort
+    # the size carries signal of its own here: responders' tumours are smaller
+    responder = objective_response(train.table).to_numpy(dtype=bool)
+    sized = train.subset(train.table.assign(tumor_size_mm=np.where(responder, 30.0, 60.0)
+                                            + np.random.default_rng(0).normal(0, 12, len(responder))))
+    model, info = models.train_bundle("response", "cnn+size", sized, str(tmp_path / "cs"), seed=0, epochs=4)
+    assert len(model.cnn.nets) == 5 and np.isfinite(model.cnn.out_of_fold).all()
+    b0, b_cnn, b_size = model.coefficients
+    assert b_cnn > 0 and b_size < 0  # the CNN's score raises, a larger tumour lowers P(response)
+    _, y = model.labelled(sized)
+    from TACEPredictLib.models.base import logistic_fit, logit
+    intercept, coef = logistic_fit(np.column_stack([logit(model.cnn.out_of_fold),
+                                                    sized.table["tumor_size_mm"].to_numpy(float)]), y)
+    assert [b0, b_cnn, b_size] == pytest.approx([intercept, *coef], rel=1e-6)
+    p = model.probability(test)
+    lp = b0 + b_cnn * logit(model.cnn.probability(test)) + b_size * test.table["tumor_size_mm"].to_numpy(float)
+    np.testing.assert_allclose(p, 1 / (1 + np.exp(-lp)), atol=1e-9)
+    loaded, _ = models.load(str(tmp_path / "cs"))
+    np.testing.assert_allclose(loaded.probability(test), p, atol=1e-6)
+    assert loaded.label == "CNN + tumour size" and models.registry.PAPERS["002"] in info["provenance"]
+    # from an already trained single CNN (the validation's way): fitted on the CNN's held-out fifth only
+    single = ResponseCNN(epochs=2).fit(sized)
+    quick = ResponseIntegration.from_components("cnn+size", sized, cnn=single)
+    assert quick.info["combination_cases"] == int(np.isfinite(single.out_of_fold).sum()) < len(y)
+    with pytest.raises(InputError, match="tumor_size_mm"):
+        ResponseIntegration("cnn+size", epochs=1).fit(sized.subset(sized.table.drop(columns="tumor_size_mm")))
 
 
 def test_model_d_csd_and_nomogram(patch_cohort, tmp_path):
@@ -205,8 +291,27 @@ def test_extraction_stores_patches_and_their_backbone_vectors(demo_cohort, tmp_p
     pd.read_csv(demo_cohort).iloc[:1].to_csv(one_case, index=False)
     patient = PatientData(one_case)
     patient.extraction_settings = {"phases": ["ct_ap", "ct_pvp"], "register": "rigid"}
-    for name in ("centre", "inside", "boxes"):
+    for name in ("centre", "inside", "boxes", "ct_mask"):
         np.testing.assert_array_equal(patient.patches(name)[0], data.patches(name)[0])
+    # seed 002's CT and mask: two channels, the second the 0 / 1 lesion mask
+    ct_mask = data.patches("ct_mask")
+    assert all(p.shape == (1, 2, 224, 224) and set(np.unique(p[0, 1])) == {0, 1} for p in ct_mask)
+    # An extraction made before the ct_mask set existed: the same command adds it, features untouched.
+    index = pd.read_csv(os.path.join(out, "patches.csv"))
+    path = os.path.join(out, index["file"].iloc[0])
+    with np.load(path) as stored:
+        old = {k: stored[k] for k in stored.files if not k.startswith("ct_mask")}
+    np.savez_compressed(path, **old)
+    features_file = path.replace(".patches.npz", ".parquet")
+    before = os.path.getmtime(features_file)
+    with pytest.raises(InputError, match="older TACEPredict") as error:
+        CohortData(demo_cohort, out).patches("ct_mask")
+    assert error.value.case_id == index["case_id"].iloc[0]
+    again = extract_cohort(demo_cohort, out, settings, workers=1)
+    assert again.computed == [str(index["case_id"].iloc[0])] and os.path.getmtime(features_file) == before
+    refreshed = CohortData(demo_cohort, out)
+    np.testing.assert_array_equal(refreshed.patches("ct_mask")[0], ct_mask[0])
+    np.testing.assert_array_equal(refreshed.patches("inside_resnet50_ct_ap")[0], cached)
 
 
 def test_bad_labels_name_the_case_and_the_column(patch_cohort):

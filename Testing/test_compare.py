@@ -231,6 +231,20 @@ def test_compare_reproduces_the_response_validation_and_refuses_mixed_tasks(tmp_
     assert row["auc_CR_lower"] < row["auc_CR"] < row["auc_CR_upper"]
     matrix = pd.read_csv(out4 / "toy4" / "confusion_patient.csv", index_col=0).to_numpy()
     assert matrix.sum() == len(test) and np.trace(matrix) == int(np.sum(p.argmax(1) == truth))
+    # paper 003's bootstrap CI of each class's AUC beside DeLong's
+    boot = M.roc_auc_ci((truth == 3).astype(int), p[:, 3], method="bootstrap", n_bootstrap=20, seed=0)
+    assert (row["auc_PD_boot_lower"], row["auc_PD_boot_upper"]) == pytest.approx(boot[1:])
+    # `evaluate` of an mRECIST bundle writes the same four-class report as `compare`, beside P(OR)'s
+    out5 = tmp_path / "evaluate_mrecist"
+    assert cli.main(["evaluate", "--model", str(tmp_path / "toy4"), "--manifest", stem + "_test.csv",
+                     "--out", str(out5), "--bootstrap", "20"]) == 0
+    printed = capsys.readouterr().out
+    assert "patient level: accuracy" in printed and "AUC CR" in printed
+    classes = pd.read_csv(out5 / "classes.csv").set_index("level").loc["patient"]
+    for column in ("accuracy", "auc_CR", "auc_CR_lower", "auc_CR_upper", "auc_SD_boot_lower", "auc_macro"):
+        assert classes[column] == pytest.approx(row[column]), column
+    np.testing.assert_array_equal(pd.read_csv(out5 / "confusion_patient.csv", index_col=0).to_numpy(), matrix)
+    assert (out5 / "roc_classes_patient.png").stat().st_size > 10_000 and (out5 / "metrics.csv").is_file()
 
     # mixing tasks is refused, naming each model's task
     assert cli.main(["compare", "--models", str(tmp_path / "val" / "models" / "toy-age"), str(tmp_path / "toy4"),

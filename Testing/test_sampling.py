@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from TACEPredictLib.imaging.sampling import (Augmenter, centre_patch, inside_patches, largest_slice, resample_affine,
-                                             slice_boxes, to_three_channels)
+from TACEPredictLib.imaging.sampling import (Augmenter, centre_patch, ct_mask_patch, inside_patches, largest_slice,
+                                             resample_affine, slice_boxes, to_three_channels)
 
 
 def _lesion(shape=(9, 300, 300), centre=(4, 150, 170), radii=(3, 40, 30)):
@@ -83,3 +83,39 @@ def test_augmenter_changes_training_batches_reproducibly():
     # Flips and quarter turns alone only move pixels: the values are the same set.
     moved = Augmenter()(batch, np.random.default_rng(1))
     np.testing.assert_allclose(np.sort(moved.ravel()), np.sort(batch.ravel()))
+
+
+def test_ct_mask_patch_is_the_largest_slices_lesion_box_with_its_mask():
+    """Seed 002's CNN input: the CT and the ROI mask of the largest tumour slice, 224 x 224."""
+    ct, mask = _lesion()
+    patch = ct_mask_patch(ct, mask)
+    assert patch.array.shape == (2, 224, 224) and patch.slice_index == 4 and patch.kind == "ct-mask"
+    row0, col0, row1, col1 = patch.box
+    rows, cols = np.nonzero(mask[4])
+    assert row0 <= rows.min() - 5 and row1 >= rows.max() + 6 and row1 - row0 == col1 - col0
+    lesion = patch.array[1]
+    assert set(np.unique(lesion)) == {0.0, 1.0}  # the mask stays a mask after resizing
+    # the mask channel marks the lesion in the CT channel: 120 HU (+ pattern) inside, 40 (+ pattern) outside
+    inside = ndimage.binary_erosion(lesion == 1, iterations=3)
+    outside = ndimage.binary_erosion(lesion == 0, iterations=3)
+    assert patch.array[0][inside].min() > 110 and patch.array[0][outside].max() < 56
+    # the lesion's share of the box is kept (the box is its extent plus 5 pixels, squared)
+    expected = mask[4].sum() / (row1 - row0) ** 2
+    assert lesion.mean() == pytest.approx(expected, rel=0.05)
+
+
+def test_balancing_copies_even_the_classes_with_distinct_copies():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(13, 1, 8, 8)).astype(np.float32)
+    y = np.array([0] * 10 + [1] * 3)
+    copies, labels, sources = Augmenter.balancing_copies(x, y, np.random.default_rng(1))
+    assert len(copies) == 7 and (labels == 1).all() and set(sources) == {10, 11, 12}  # 3 -> 10, every one used
+    for copy, source in zip(copies, sources):
+        assert copy.shape == x[source].shape and not np.array_equal(copy, x[source])
+        assert sorted(copy.ravel()) == pytest.approx(sorted(x[source].ravel()))  # flipped / rotated, not new values
+    # restricted to some rows, and a threshold: classes above it are left as they are (seed 003's 80 %)
+    rows = np.ones(13, bool)
+    rows[:2] = False  # 8 vs 3
+    _, labels, sources = Augmenter.balancing_copies(x, y, np.random.default_rng(1), rows=rows)
+    assert len(labels) == 5 and rows[sources].all()
+    assert len(Augmenter.balancing_copies(x, y, np.random.default_rng(1), below=0.25)[1]) == 0

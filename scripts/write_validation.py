@@ -242,9 +242,11 @@ Objective response (CR + PR) against SD + PD, same training and held-out cases a
 ({response_summary['test_cases']} held-out, {response_summary['test_responders']} responders). The five
 classifiers: arterial-phase radiomics, ICC >= 0.75, the 200 strongest univariate candidates, RFE with a random
 forest (number of features by 5-fold CV AUC, at most 30), then each classifier; cut-off: Youden point of the
-training cases' out-of-fold probabilities. `cnn`: the small CNN on the largest slice's 224 x 224 arterial
-patch. `<classifier>+cnn`: mean of the two probabilities; `<classifier>+size`: logistic regression on the
-classifier's out-of-fold logit and the tumour size. AUC 95% CI: DeLong and 1,000 stratified bootstrap
+training cases' out-of-fold probabilities. `cnn`: the small CNN on the largest slice's arterial CT and ROI
+mask (lesion box resized to 224 x 224; channels windowed CT, mask, CT inside the mask), classes balanced by
+augmented copies. `<classifier>+cnn`: mean of the two probabilities; `<classifier>+size`: logistic regression
+on the classifier's out-of-fold logit and the tumour size; `cnn+size`: the same on the CNN's logit, fitted on
+the fifth of the training cases the CNN kept aside. AUC 95% CI: DeLong and 1,000 stratified bootstrap
 resamples; DeLong p: paired test against the best model; NRI (category-free) and IDI against the best
 radiomics classifier ({response_summary['reference']}). Reports (ROC, calibration, decision curve) in
 `demo_run/validation/response/reports/`; the Spearman correlation of the models' held-out outputs in

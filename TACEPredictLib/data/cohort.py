@@ -271,6 +271,13 @@ class CohortData:
                                      "(a damaged cache entry is recomputed)") from None
             stored = self._patch_cache[case_id]
             if name not in stored:
+                from ..imaging.sampling import PATCH_SETS
+                phase = PATCH_SETS.get(name, (None,))[0]
+                if phase and any(PATCH_SETS[k][0] == phase for k in stored if k in PATCH_SETS):
+                    # the phase is there: the extraction predates this patch set
+                    raise InputError(f"the extraction has no '{name}' patches: it was made by an older TACEPredict",
+                                     case_id, "--features", "run the same `tacepredict extract` command again "
+                                     "(it adds the patch set to the cached cases without recomputing features)")
                 raise InputError(f"the case has no '{name}' patches (its phase is missing)", case_id, "--features",
                                  "give the case the phase that patch set needs (sampling.PATCH_SETS)")
             out.append(stored[name])

@@ -266,6 +266,19 @@ def _run_task(task):
         row = manifest.table.iloc[0]
         settings = ExtractionSettings(**task["settings"])
         from .preprocess import load_case
+        if task.get("patches_only"):  # a cached case whose patch file lacks a newer patch set: add it
+            from .sampling import lesion_patches
+            path = task["cache"] + ".patches.npz"
+            with np.load(path) as stored:
+                patches = {k: stored[k] for k in stored.files}
+            new = lesion_patches(load_case(manifest, row, settings.phases, settings.register))
+            patches.update({k: v for k, v in new.items() if k not in patches})
+
+            def rewrite(target):
+                with open(target, "wb") as handle:
+                    np.savez_compressed(handle, **patches)
+            _write_atomic(path, rewrite)
+            return {"case_id": case_id, "status": "ok", "seconds": time.monotonic() - start}
         case = load_case(manifest, row, settings.phases, settings.register,
                          readers=manifest.extra_seg_columns if task["with_readers"] else [])
         per_patch = {}
@@ -392,16 +405,36 @@ def _load_cached(task):
     return frame, meta
 
 
+def _missing_patch_sets(task):
+    """The patch sets (``sampling.PATCH_SETS``) that the cached patch file lacks although it holds another set
+    of the same phase (an extraction by an older TACEPredict, before the set existed; a case without the
+    phase has none of its sets, and is not asked again)."""
+    import zipfile
+
+    from .sampling import PATCH_SETS
+    if not task["settings"]["patches"]:
+        return []
+    with zipfile.ZipFile(task["cache"] + ".patches.npz") as archive:
+        stored = {name[:-4] for name in archive.namelist() if name.endswith(".npy")}
+    present = {PATCH_SETS[name][0] for name in stored if name in PATCH_SETS}
+    return [name for name, (phase, _) in PATCH_SETS.items() if phase in present and name not in stored]
+
+
 def _check_cache(tasks):
     """Split tasks into (cached {case_id: (features, meta)}, to compute, warnings): an entry that cannot be
-    read completely is deleted and recomputed, and said so."""
+    read completely is deleted and recomputed, and said so; one whose patch file lacks a newer patch set gets
+    that set added (``patches_only``), its features kept."""
     cached, todo, notes = {}, [], []
     for task in tasks:
         if not _is_cached(task):
             todo.append(task)
             continue
         try:
-            cached[task["case_id"]] = _load_cached(task)
+            entry = _load_cached(task)
+            if _missing_patch_sets(task):
+                todo.append(dict(task, patches_only=True))
+                continue
+            cached[task["case_id"]] = entry
         except Exception as exc:  # noqa: BLE001 - any damage means: compute again
             for suffix in _CACHE_SUFFIXES:
                 try:

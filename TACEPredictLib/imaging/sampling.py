@@ -10,6 +10,10 @@ b. ``inside_patches``   squares entirely inside the ROI on the largest slice and
                         per slice (about three per patient), resized to 224x224 (seed 003).
 c. ``slice_boxes``      every tumour slice: the lesion's box on that slice plus 5 pixels, resized to
                         128x128 (seed 004).
+d. ``ct_mask_patch``    the largest slice's lesion box plus 5 pixels, resized to 224x224, as two channels: the
+                        CT (HU) and the ROI mask (seed 002's CNN: "a CT image and mask of the ROI ... from the
+                        largest tumor layer ... 224 x 224 x 3"; ``models.training.stack_patches`` makes the
+                        three input channels: windowed CT, mask, CT inside the mask).
 
 Augmentations (``Augmenter``) are for training only: feature extraction never augments.
 """
@@ -160,6 +164,18 @@ def slice_boxes(volumes, mask, margin=5, size=128):
             for z in np.nonzero(slice_areas(mask))[0]]
 
 
+def ct_mask_patch(volume, mask, size=224, margin=5):
+    """(d) The largest slice's lesion box (plus ``margin`` pixels, squared around its centre) resized to
+    ``size`` x ``size``, as two channels: the CT in HU (bilinear) and the ROI mask (resized bilinearly and
+    thresholded at 0.5, so it stays 0 / 1). One phase only (``volume`` (z, y, x))."""
+    mask = np.asarray(mask, bool)
+    z = largest_slice(mask)
+    stack = np.stack([np.asarray(volume, np.float32), mask.astype(np.float32)])
+    patch = _box_patch(stack, mask[z], z, margin, size, "ct-mask")
+    patch.array = np.stack([patch.array[0], (patch.array[1] >= 0.5).astype(np.float32)])
+    return patch
+
+
 def to_three_channels(array):
     """Repeat a one-channel patch to three channels (ImageNet networks); two channels get their mean third."""
     channels = array.shape[0]
@@ -177,7 +193,9 @@ def to_three_channels(array):
 @dataclass
 class Augmenter:
     """Random training augmentations from the papers: flips, +-90 degree rotations, shifts, shear, zoom and
-    Gaussian noise. Call it on a (N, C, H, W) batch with a numpy Generator; never used at inference."""
+    Gaussian noise. Call it on a (N, C, H, W) batch with a numpy Generator; never used at inference.
+    ``balancing_copies`` is the class balancing of seeds 002 and 003: fixed, distinct copies of the smaller
+    classes' training images, made once before training."""
     flips: bool = True
     rotate90: bool = True
     shift: float = 0.0        # fraction of the size, uniform in +-shift
@@ -209,6 +227,31 @@ class Augmenter:
         if rng.uniform() < 0.5:
             return np.rot90(image, k=int(rng.integers(1, 4)), axes=(1, 2))
         return image[:, :, ::-1]
+
+    @staticmethod
+    def balancing_copies(x, y, rng, rows=None, below=1.0, classes=None):
+        """Class balancing by augmentation (seeds 002 and 003): for every class with fewer than ``below`` times
+        the largest class's rows (among ``rows``, a boolean mask; default all), as many ``distinct_copy`` copies
+        of its rows (drawn at random, with replacement only when the class has too few) as bring it to the
+        largest class's count. Returns ``(copies (M, C, H, W), their classes (M,), their source rows (M,))``,
+        empty when nothing needs copies."""
+        y = np.asarray(y)
+        rows = np.ones(len(y), bool) if rows is None else np.asarray(rows, bool)
+        classes = int(classes or (y.max() + 1 if len(y) else 0))
+        counts = np.bincount(y[rows], minlength=classes)
+        copies, labels, sources = [], [], []
+        for cls in range(classes):
+            members = np.flatnonzero(rows & (y == cls))
+            need = int(counts.max() - counts[cls])
+            if counts[cls] >= below * counts.max() or not len(members) or need <= 0:
+                continue
+            chosen = rng.choice(members, need, replace=need > len(members))
+            copies += [Augmenter.distinct_copy(x[i], rng) for i in chosen]
+            labels.append(np.full(need, cls))
+            sources.append(chosen)
+        if not copies:
+            return np.zeros((0,) + tuple(np.shape(x)[1:]), np.float32), np.zeros(0, int), np.zeros(0, int)
+        return np.stack(copies).astype(np.float32), np.concatenate(labels), np.concatenate(sources)
 
     @staticmethod
     def random_flips(batch):
@@ -255,7 +298,10 @@ def resample_affine(batch, transforms):
 # What each image CNN reads (name -> phase, sampler). Stored by the extraction per case as HU (int16), so the
 # networks train from a cache instead of re-reading and re-registering every CT.
 PATCH_SETS = {
-    "centre": ("ct_ap", "largest slice, 224 x 224 centred on the lesion (seed 002's CNN)"),
+    "centre": ("ct_ap", "largest slice, 224 x 224 centred on the lesion, CT only (the response CNN's input "
+                        "before it read the mask as well: its bundles still use it)"),
+    "ct_mask": ("ct_ap", "largest slice's lesion box plus 5 pixels, resized to 224 x 224: CT and ROI mask "
+                         "(seed 002's CNN)"),
     "inside": ("ct_ap", "largest square inside the ROI on the largest slice and its neighbours, 224 x 224 "
                         "(seed 003's mRECIST network)"),
     "boxes": ("ct_pvp", "every lesion slice's box plus 5 pixels, 128 x 128 (seed 004's Model_D)"),
@@ -264,10 +310,11 @@ PATCH_SETS = {
 
 def lesion_patches(case):
     """The patch sets of one loaded case (``preprocess.CaseImages``): {name: (N, 1, H, W) int16 HU}, plus
-    ``<name>_slices`` with each patch's slice index. A set whose phase the case lacks is left out."""
+    ``<name>_slices`` with each patch's slice index (``ct_mask``: (1, 2, H, W), HU and the 0 / 1 mask). A set
+    whose phase the case lacks is left out."""
     mask = case.mask_array()
     samplers = {"centre": lambda v: [centre_patch(v, mask)], "inside": lambda v: inside_patches(v, mask),
-                "boxes": lambda v: slice_boxes(v, mask)}
+                "boxes": lambda v: slice_boxes(v, mask), "ct_mask": lambda v: [ct_mask_patch(v, mask)]}
     out = {}
     for name, (phase, _) in PATCH_SETS.items():
         if phase not in case.phases:

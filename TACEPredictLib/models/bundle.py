@@ -88,11 +88,19 @@ def provenance_text(info):
             f"{data}: {training.get('cases', '?')} cases, {training.get('events', '?')} events")
     metrics = info.get("metrics") or {}
     shown = [f"{k} {v:.3f}" for k, v in metrics.items() if isinstance(v, (int, float)) and np.isfinite(v)][:4]
-    return text + (f"; {', '.join(shown)}" if shown else "")
+    return text + (f"; {', '.join(shown)}" if shown else "") + citation_text(info.get("paper"))
 
 
-def save_bundle(directory, task, kind, params, training, metrics=None, tensors=None, seed=None, settings=None):
-    """Write a bundle; ``training`` summarises the training cohort (cases, events, cohort, synthetic)."""
+def citation_text(paper):
+    """What a provenance line says of the method's paper (``paper``: its citation, or a sentence saying the
+    model is no published method); empty when unknown."""
+    return f"; method: {paper}" if paper else ""
+
+
+def save_bundle(directory, task, kind, params, training, metrics=None, tensors=None, seed=None, settings=None,
+                paper=None):
+    """Write a bundle; ``training`` summarises the training cohort (cases, events, cohort, synthetic); ``paper``:
+    the citation of the method's paper (``registry.PAPERS``), stored as ``paper`` and named in the provenance."""
     os.makedirs(directory, exist_ok=True)
     files = {}
     _write_json(os.path.join(directory, PARAMS_FILE), params)
@@ -106,7 +114,7 @@ def save_bundle(directory, task, kind, params, training, metrics=None, tensors=N
     info = {
         "format": FORMAT, "format_version": FORMAT_VERSION, "task": task, "kind": kind,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "seed": seed, "settings": settings or {}, "training": training, "metrics": metrics or {},
+        "seed": seed, "paper": paper, "settings": settings or {}, "training": training, "metrics": metrics or {},
         "library_versions": _library_versions(), "files": files,
         "notice": RESEARCH_USE_NOTICE + (" " + SYNTHETIC_DATA_NOTICE if training.get("synthetic") else ""),
         "integrity": UNSIGNED,

@@ -20,12 +20,15 @@ tuned on the apparent fit. The fitted scikit-learn estimators are stored with sk
 type in the file is on ``TRUSTED_TYPES`` (never pickle).
 
 The CNN (``ResponseCNN``): two convolution + two pooling layers + dense, leaky ReLU 0.1, on the largest slice's
-224 x 224 x 3 arterial patch; Adam (lr 1e-3, L2 1e-6), batch 16, flips and rotations; a fifth of the training
-cases aside for early stopping and the cut-off.
+arterial CT and ROI mask (the lesion box resized to 224 x 224; channels: windowed CT, mask, CT inside the mask);
+the smaller class's training patches copied (flipped or rotated) until the classes are equal, as the paper
+balanced them by augmentation; Adam (lr 1e-3, L2 1e-6), batch 16, random flips and rotations; a fifth of the
+training cases aside for early stopping and the cut-off.
 
 The integrations (``ResponseIntegration``): ``<classifier>+cnn``, the mean of the two probabilities;
-``<classifier>+size``, logistic regression on the classifier's out-of-fold logit and the tumour size. Each is
-fitted on predictions its components did not see while training (the classifier's out-of-fold probabilities).
+``<classifier>+size`` and ``cnn+size``, logistic regression on the classifier's (the CNN's) out-of-fold logit
+and the tumour size. Each is fitted on predictions its components did not see while training.
+docs/response.md has the paper's setting beside each default.
 """
 
 from __future__ import annotations
@@ -176,16 +179,25 @@ class RadiomicsResponseClassifier(ProbabilityModel):
 
 
 class ResponseCNN(PatchModel):
-    """Seed 002's CNN of objective response on the largest slice's arterial patch (224 x 224 x 3)."""
+    """Seed 002's CNN of objective response on the largest slice's arterial CT and ROI mask (224 x 224 x 3:
+    windowed CT, mask, CT inside the mask; the ``ct_mask`` patch set), the classes balanced by augmented copies.
+    A bundle written before the mask was read records the ``centre`` set (CT repeated to three channels) and
+    keeps reading it."""
 
     task = "response"
     kind = "cnn"
-    patch_set = "centre"
+    patch_set = "ct_mask"
+    legacy_patch_set = "centre"
     channels = 3
-    label = "cnn (largest-slice patch)"
+    balance = True
+
     group_names = ("response", "no response")
     label_column = "response"
     outcome_names = ("objective response", "no objective response")
+
+    @property
+    def label(self):
+        return "cnn (largest-slice CT and mask)" if self.patch_set == "ct_mask" else "cnn (largest-slice patch)"
 
     def case_label(self, table):
         return objective_response(table)
@@ -201,12 +213,15 @@ class ResponseCNN(PatchModel):
         return {"batch_size": 16, "augment": Augmenter(flips=True, rotate90=True), "patience": 10}
 
 
-INTEGRATIONS = tuple(f"{k}+cnn" for k in KINDS) + tuple(f"{k}+size" for k in KINDS)
+INTEGRATIONS = tuple(f"{k}+cnn" for k in KINDS) + tuple(f"{k}+size" for k in KINDS) + ("cnn+size",)
 
 
 class ResponseIntegration(ProbabilityModel):
-    """``<cml>+cnn``: mean of the radiomics classifier's and the CNN's probabilities; ``<cml>+size``: logistic
-    regression on the classifier's logit and the tumour size (``tumor_size_mm``)."""
+    """``<cml>+cnn``: mean of the radiomics classifier's and the CNN's probabilities; ``<cml>+size`` and
+    ``cnn+size``: logistic regression on the classifier's (or the CNN's) logit and the tumour size
+    (``tumor_size_mm``), fitted on that score's out-of-fold values. ``cnn+size`` trains its CNN as a five-fold
+    ensemble so that every training case has an out-of-fold CNN score (a single CNN given to
+    ``from_components`` has one for its held-out fifth only, and the combination is fitted on those cases)."""
 
     task = "response"
 
@@ -217,16 +232,19 @@ class ResponseIntegration(ProbabilityModel):
                              fix="use one of " + ", ".join(INTEGRATIONS))
         self.kind = kind
         self.cml_kind, self.partner = kind.split("+")
-        self.cml = RadiomicsResponseClassifier(self.cml_kind)
-        self.cnn = ResponseCNN(epochs, width, device) if self.partner == "cnn" else None
+        self.cml = RadiomicsResponseClassifier(self.cml_kind) if self.cml_kind != "cnn" else None
+        self.cnn = ResponseCNN(epochs, width, device) if "cnn" in (self.partner, self.cml_kind) else None
+        if self.cml is None:
+            self.cnn.members = FOLDS  # out-of-fold CNN scores of every training case for the size model
         self.coefficients = None
 
     @property
     def label(self):
-        return f"{self.cml_kind} + {'CNN' if self.cnn else 'tumour size'}"
+        first = "CNN" if self.cml is None else self.cml_kind
+        return f"{first} + {'CNN' if self.partner == 'cnn' else 'tumour size'}"
 
     def labelled(self, data):
-        return self.cml.labelled(data)
+        return (self.cml or self.cnn).labelled(data)
 
     def _size(self, data):
         if "tumor_size_mm" not in data.table.columns:
@@ -241,59 +259,67 @@ class ResponseIntegration(ProbabilityModel):
 
     def fit(self, data, seed=0):
         labelled, _ = self.labelled(data)
-        self.cml.fit(labelled, seed=seed)
+        if self.partner == "size":
+            self._size(labelled)  # before minutes of training
+        if self.cml is not None:
+            self.cml.fit(labelled, seed=seed)
         if self.cnn is not None:
             self.cnn.fit(labelled, seed=seed)
         return self.combine(labelled)
 
     @classmethod
-    def from_components(cls, kind, data, cml, cnn=None):
+    def from_components(cls, kind, data, cml=None, cnn=None):
         """The integration of already trained components (``cml`` fitted in this process, so that its
         out-of-fold probabilities are known): only the combination is fitted."""
         model = cls(kind)
-        model.cml = cml
-        if model.partner == "cnn":
+        model.cml = cml if model.cml is not None else None
+        if model.cnn is not None:
             model.cnn = cnn
         return model.combine(data)
 
     def combine(self, data):
         from ..stats.metrics import youden_cutoff
         labelled, y = self.labelled(data)
-        out_of_fold = self.cml.out_of_fold
-        if self.cnn is not None:
+        first = self.cml if self.cml is not None else self.cnn
+        out_of_fold = np.asarray(first.out_of_fold, float)
+        scored = np.isfinite(out_of_fold)
+        if self.partner == "cnn":
             combined = (out_of_fold + self.cnn.probability(labelled)) / 2
         else:
-            X = np.column_stack([logit(out_of_fold), self._size(labelled)])
-            intercept, coef = logistic_fit(X, y)
+            size = self._size(labelled)
+            X = np.column_stack([logit(out_of_fold[scored]), size[scored]])
+            intercept, coef = logistic_fit(X, y[scored])
             self.coefficients = [intercept, *coef.tolist()]
-            combined = self._combine_size(out_of_fold, self._size(labelled))
-        self.cutoff = float(youden_cutoff(y, combined)[0])
-        self.info = {"cml": self.cml.info, "cnn": self.cnn.info if self.cnn else None,
-                     "coefficients": self.coefficients}
+            combined = self._combine_size(out_of_fold[scored], size[scored])
+        self.cutoff = float(youden_cutoff(y[scored], combined[scored] if self.partner == "cnn" else combined)[0])
+        self.info = {"cml": self.cml.info if self.cml is not None else None,
+                     "cnn": {k: v for k, v in self.cnn.info.items() if k != "history"} if self.cnn else None,
+                     "coefficients": self.coefficients, "combination_cases": int(scored.sum())}
         return self
 
-    def _combine_size(self, p_cml, size):
-        b0, b_cml, b_size = self.coefficients
-        return 1.0 / (1.0 + np.exp(-(b0 + b_cml * logit(p_cml) + b_size * size)))
+    def _combine_size(self, p_first, size):
+        b0, b_first, b_size = self.coefficients
+        return 1.0 / (1.0 + np.exp(-(b0 + b_first * logit(p_first) + b_size * size)))
 
     def component_probabilities(self, data):
-        parts = {self.cml_kind: self.cml.probability(data)}
+        parts = {self.cml_kind: self.cml.probability(data)} if self.cml is not None else {}
         if self.cnn is not None:
             parts["cnn"] = self.cnn.probability(data)
         return parts
 
     def probability(self, data):
         parts = self.component_probabilities(data)
-        if self.cnn is not None:
+        if self.partner == "cnn":
             return (parts[self.cml_kind] + parts["cnn"]) / 2
         return self._combine_size(parts[self.cml_kind], self._size(data))
 
     def params(self):
-        return {"kind": self.kind, "cml": self.cml.params(), "cnn": self.cnn.params() if self.cnn else None,
+        return {"kind": self.kind, "cml": self.cml.params() if self.cml is not None else None,
+                "cnn": self.cnn.params() if self.cnn else None,
                 "coefficients": self.coefficients, "cutoff": self.cutoff}
 
     def tensors(self):
-        out = {"cml." + k: v for k, v in self.cml.tensors().items()}
+        out = {"cml." + k: v for k, v in self.cml.tensors().items()} if self.cml is not None else {}
         if self.cnn is not None:
             out.update({"cnn." + k: v for k, v in self.cnn.tensors().items()})
         return out
@@ -301,11 +327,12 @@ class ResponseIntegration(ProbabilityModel):
     @classmethod
     def from_params(cls, params, tensors=None):
         model = cls(params["kind"])
-        model.cml = RadiomicsResponseClassifier.from_params(params["cml"], sub_params("cml.", tensors))
+        if params.get("cml") is not None:
+            model.cml = RadiomicsResponseClassifier.from_params(params["cml"], sub_params("cml.", tensors))
         if params["cnn"] is not None:
             model.cnn = ResponseCNN.from_params(params["cnn"], sub_params("cnn.", tensors))
         model.coefficients, model.cutoff = params["coefficients"], params["cutoff"]
         return model
 
     def tables(self):
-        return {"selected_features": pd.DataFrame({"feature": self.cml.features})}
+        return {"selected_features": pd.DataFrame({"feature": self.cml.features if self.cml is not None else []})}

@@ -4,11 +4,14 @@ Peng J, Kang S, Ning Z, et al. Residual convolutional neural network for predict
 chemoembolization in hepatocellular carcinoma from CT imaging. Eur Radiol (published online 22 July 2019).
 doi:10.1007/s00330-019-06318-1
 
-ResNet-50 transfer learning on patches inside the ROI (the largest slice and its two neighbours). The backbone
+ResNet-50 transfer learning on patches inside the ROI (the largest slice and its two neighbours), ImageNet
+weights by default (``weights="random"``: the fixed-seed untrained backbone of the offline demo). The backbone
 is frozen and its features cached by the extraction, so only the new softmax head trains (SGD, lr 1e-4,
-momentum 0.9, batch 64); in MATLAB's 177-layer ResNet-50 the paper replaced layers 175-177, the head, and
-trained those. Classes under 80 % of the largest are balanced by adding flipped and rotated copies of their
-patches. Patient = mean of the patch probabilities; P(objective response) = P(CR) + P(PR).
+momentum 0.9, batch 64); in MATLAB's 177-layer ResNet-50 the paper froze layers 1-174 and replaced layers
+175-177 (fc4, softmax, classification: the head), so it too trained the head only. Classes under 80 % of the
+largest are balanced by adding flipped and rotated copies of their patches. Patient = mean of the patch
+probabilities; P(objective response) = P(CR) + P(PR). docs/mrecist.md has the paper's setting beside each
+default.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ class MRecistNet(ProbabilityModel):
     label = "ResNet-50 (mRECIST, patches inside the ROI)"
     group_names = ("objective response", "no objective response")
 
-    def __init__(self, weights="random", epochs=400, lr=1e-4, device="auto"):
+    def __init__(self, weights="imagenet", epochs=400, lr=1e-4, device="auto"):
         super().__init__()
         self.weights = weights
         self.epochs = int(epochs)
@@ -106,18 +109,9 @@ class MRecistNet(ProbabilityModel):
         # with fewer than BALANCE_BELOW of the largest class's patches. A frozen network is not invariant to
         # flips and rotations, so its vectors of the copies differ from any real patch's: they are added only
         # where the imbalance is worth that noise (on the demo cohort, nearly balanced, they cost ~0.06 AUC).
-        rng = np.random.default_rng(seed)
-        patch_counts = np.bincount(y[train_rows], minlength=4)
-        extra_x, extra_y = [], []
-        for cls in range(4):
-            members = np.flatnonzero(train_rows & (y == cls))
-            need = patch_counts.max() - patch_counts[cls]
-            if patch_counts[cls] >= BALANCE_BELOW * patch_counts.max() or not len(members):
-                continue
-            chosen = rng.choice(members, need, replace=need > len(members))
-            variants = [Augmenter.distinct_copy(x[i], rng) for i in chosen]
-            extra_x.append(self._features(np.stack(variants).astype(np.float32)))
-            extra_y.append(np.full(need, cls))
+        copies, copy_y, _ = Augmenter.balancing_copies(x, y, np.random.default_rng(seed), rows=train_rows,
+                                                       below=BALANCE_BELOW, classes=4)
+        extra_x, extra_y = ([self._features(copies)], [copy_y]) if len(copy_y) else ([], [])
         train_features = np.concatenate([features[train_rows]] + extra_x)
         train_y = np.concatenate([y[train_rows]] + extra_y)
         self.mean, self.sd = train_features.mean(0), train_features.std(0) + 1e-6

@@ -109,12 +109,14 @@ MODELS = (
     *(ModelSpec("response", k, "initial_response:RadiomicsResponseClassifier", f"{k} on radiomics", "002",
                 ("family", "phases", "icc_filter", "max_features"), fixed={"kind": k}, needs=("radiomics",))
       for k in CML),
-    ModelSpec("response", "cnn", "initial_response:ResponseCNN", "CNN on the largest slice", "002", _CNN,
-              patch_set="centre", needs=("patches",)),
+    ModelSpec("response", "cnn", "initial_response:ResponseCNN", "CNN on the largest slice's CT and mask", "002",
+              _CNN, patch_set="ct_mask", needs=("patches",)),
     *(ModelSpec("response", f"{k}+cnn", "initial_response:ResponseIntegration", f"{k} + CNN", "002", _CNN,
-                fixed={"kind": f"{k}+cnn"}, patch_set="centre", needs=("radiomics", "patches")) for k in CML),
+                fixed={"kind": f"{k}+cnn"}, patch_set="ct_mask", needs=("radiomics", "patches")) for k in CML),
     *(ModelSpec("response", f"{k}+size", "initial_response:ResponseIntegration", f"{k} + tumour size", "002",
                 fixed={"kind": f"{k}+size"}, needs=("radiomics",)) for k in CML),
+    ModelSpec("response", "cnn+size", "initial_response:ResponseIntegration", "CNN + tumour size", "002", _CNN,
+              fixed={"kind": "cnn+size"}, patch_set="ct_mask", needs=("patches",)),
     ModelSpec("mrecist", "resnet50", "mrecist:MRecistNet", "ResNet-50 transfer learning (4 classes)", "003",
               ("epochs", "lr", "weights", "device"), patch_set="inside", needs=("patches",)),
     ModelSpec("aggressive-pd", "clinical-semantic", "aggressive_progression:ClinicalSemanticScore",
@@ -199,13 +201,23 @@ def save(model, directory, data, seed, settings=None, metrics=None, input_warnin
     training = training_summary(data, model.task)
     info = save_bundle(directory, model.task, model.kind, model.params(), training, metrics=metrics,
                        tensors=model.tensors(), seed=seed,
-                       settings={**(settings or {}), "input_warnings": list(input_warnings)})
+                       settings={**(settings or {}), "input_warnings": list(input_warnings)},
+                       paper=paper_of(model.task, model.kind))
     for name, table in model.tables().items():
         if len(table):
             table.to_csv(os.path.join(directory, f"{name}.csv"), index=False)
     seal_bundle(directory)  # the tables too
     model.provenance, model.notice = info["provenance"], info["notice"]
     return info
+
+
+def paper_of(task, kind):
+    """The citation of the paper a declared model kind implements (``PAPERS``; a comparator says it is one);
+    None for a kind not declared here."""
+    try:
+        return PAPERS[model_spec(task, kind).paper]
+    except InputError:
+        return None
 
 
 def load(directory, public_key=None):
@@ -226,6 +238,9 @@ def load(directory, public_key=None):
         raise InputError(f"{os.path.join(directory, PARAMS_FILE)} {what}", column="--model",
                          fix="re-copy the whole bundle folder, or re-train the model") from None
     model.provenance = info["provenance"]
+    if not info.get("paper"):  # a bundle written before bundles named their paper: the method's is known here
+        from .bundle import citation_text
+        model.provenance += citation_text(PAPERS[spec.paper])
     model.notice = info.get("notice") or (RESEARCH_USE_NOTICE + (" " + SYNTHETIC_DATA_NOTICE
                                                                   if info["training"].get("synthetic") else ""))
     return model, info

@@ -146,9 +146,16 @@ def case_mean(values, groups, n_cases):
 
 
 def stack_patches(patch_list, channels=1):
-    """Per-case (N_i, 1, H, W) HU arrays -> normalised (sum N_i, channels, H, W) float32 and each row's case."""
+    """Per-case (N_i, 1, H, W) HU arrays -> normalised (sum N_i, channels, H, W) float32 and each row's case
+    (``channels`` 3: the CT repeated). Per-case (N_i, 2, H, W) arrays of CT (HU) and mask (0 / 1), the
+    ``ct_mask`` patch set, become three channels whatever ``channels`` says: the windowed CT, the mask and the
+    CT inside the mask, each [0, 1] map scaled as ``normalise`` scales the CT (seed 002's CT-and-mask input)."""
     groups = np.concatenate([np.full(len(p), i) for i, p in enumerate(patch_list)]).astype(int)
-    x = normalise(np.concatenate(patch_list).astype(np.float32))
+    x = np.concatenate(patch_list).astype(np.float32)
+    if x.shape[1] == 2:
+        ct, mask = window(x[:, :1]), (x[:, 1:] > 0.5).astype(np.float32)
+        return ((np.concatenate([ct, mask, ct * mask], axis=1) - 0.5) / 0.25).astype(np.float32), groups
+    x = normalise(x)
     if channels == 3:
         x = np.repeat(x, 3, axis=1)
     return x, groups
@@ -162,13 +169,17 @@ class PatchModel(ProbabilityModel):
     a full set (``members = folds``) is a cross-validation ensemble: every training case gets an out-of-fold
     score (for the cut-off, and for Model_CSD's weights) and a new case gets the mean of the members' scores.
     Subclasses define ``label_column``, ``outcome_names``, ``patch_set``, ``channels``, ``case_label(table)``,
-    ``build()``, ``optimiser(net)`` and ``training_options()``.
+    ``build()``, ``optimiser(net)`` and ``training_options()``. ``balance``: the classes of each network's
+    training rows are balanced before training by ``Augmenter.balancing_copies`` (seed 002). The patch set is
+    recorded in the bundle; a bundle without one reads ``legacy_patch_set``.
     """
 
     patch_set = ""
+    legacy_patch_set = None
     channels = 1
     members = 1
     folds = FOLDS
+    balance = False
 
     def __init__(self, epochs=30, width=8, device="auto"):
         super().__init__()
@@ -207,14 +218,24 @@ class PatchModel(ProbabilityModel):
         device = select_device(self.device)
         self.nets, history, best_epochs = [], [], []
         out_of_fold = np.full(len(y_case), np.nan)
+        copied = 0
         for k in range(self.members):
             held = fold == k
             train_rows, val_rows = ~held[groups], held[groups]
             torch_module().manual_seed(seed + k)  # the network's initial weights
             net = self.build()
-            result = fit_network(net, x[train_rows], y[train_rows], x[val_rows], y[val_rows],
+            x_train, y_train, g_train = x[train_rows], y[train_rows], groups[train_rows]
+            if self.balance:
+                from ..imaging.sampling import Augmenter
+                copies, copy_y, sources = Augmenter.balancing_copies(x_train, y_train,
+                                                                     np.random.default_rng(seed + k), classes=2)
+                x_train = np.concatenate([x_train, copies])
+                y_train = np.concatenate([y_train, copy_y])
+                g_train = np.concatenate([g_train, g_train[sources]])
+                copied += len(copy_y)
+            result = fit_network(net, x_train, y_train, x[val_rows], y[val_rows],
                                  optimiser=self.optimiser(net), epochs=self.epochs, device=device, seed=seed + k,
-                                 groups=groups[train_rows], **self.training_options())
+                                 groups=g_train, **self.training_options())
             self.nets.append(net.cpu())
             scores = case_mean(predict_network(net, x[val_rows], device)[:, 1], groups[val_rows], len(y_case))
             out_of_fold[held] = scores[held]
@@ -227,7 +248,7 @@ class PatchModel(ProbabilityModel):
                      "members": self.members, "folds": self.folds, "validation_cases": int(scored.sum()),
                      "best_epoch": best_epochs if self.members > 1 else best_epochs[0],
                      "auc_validation_cases": float(roc_auc(y_case[scored], out_of_fold[scored])),
-                     "history": history}
+                     **({"balancing_copies": int(copied)} if self.balance else {}), "history": history}
         return self
 
     def inputs(self, data):
@@ -259,6 +280,7 @@ class PatchModel(ProbabilityModel):
     def from_params(cls, params, tensors=None):
         model = cls(epochs=params["epochs"], width=params["width"])
         model.cutoff, model.info = params["cutoff"], params.get("info", {})
+        model.patch_set = params.get("patch_set") or cls.legacy_patch_set or cls.patch_set
         model.nets = [arrays_to_state(model.build(), tensors, cls._prefix(k)).eval()
                       for k in range(params.get("members", 1))]
         return model

@@ -144,7 +144,7 @@ class PatientData(CohortData):
             self.timings["lesion patches"] = clock.perf_counter() - start
         stored = self._patch_cache[case_id]
         if name not in stored:
-            phase = PATCH_SETS.get(name.split("_")[0], (None,))[0]
+            phase = next((PATCH_SETS[k][0] for k in PATCH_SETS if name == k or name.startswith(k + "_")), None)
             raise InputError(f"the model needs the '{name}' patches, whose phase the case lacks", case_id, phase,
                              f"choose the {phase} CT volume")
         return [stored[name]]

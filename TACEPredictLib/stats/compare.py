@@ -18,7 +18,7 @@ the task's declaration (``models.registry.TASKS``):
   calibration and decision curves overlaid; Kaplan-Meier by each model's risk groups when the task reports them
   and the cohort has the times.
 - mRECIST: per model and level (patient; patch where the model has patch probabilities) the confusion matrix,
-  accuracy, one-vs-rest AUC per class with DeLong CIs, macro AUC and the AUC of P(objective response); DeLong,
+  accuracy, one-vs-rest AUC per class with DeLong and bootstrap CIs, macro AUC and the AUC of P(objective response); DeLong,
   NRI and IDI of P(objective response) between the models.
 - every task: the Spearman correlation of the models' outputs, with the tumour size when the manifest has it
   (paper 002's heat map), and with ``subgroups`` one row per subgroup level: n, events, each model's AUC /
@@ -437,10 +437,13 @@ def _binary(task, models, data, out_dir, references, subgroups, n_bootstrap, see
     return table, summary
 
 
-def mrecist_level(truth, p, folder, stem, title, notice):
+def mrecist_level(truth, p, folder, stem, title, notice, n_bootstrap=1000, seed=0):
     """One level (patient or patch) of a four-class mRECIST model: the confusion matrix (``confusion_<stem>``
-    CSV and PNG), one-vs-rest ROC per class (``roc_classes_<stem>.png``) and a row with n, accuracy, each
-    class's AUC with its DeLong CI, the macro AUC and the AUC of P(objective response) with its DeLong CI."""
+    CSV and PNG), one-vs-rest ROC per class with its AUC and 95 % CI (``roc_classes_<stem>.png``) and a row with
+    n, accuracy, each class's AUC with its DeLong CI (``auc_<class>_lower`` / ``_upper``) and its stratified
+    bootstrap CI (``auc_<class>_boot_lower`` / ``_upper``, ``n_bootstrap`` resamples: paper 003's pROC
+    method), the macro AUC and the AUC of P(objective response) with its DeLong CI. At patch level the rows
+    of one patient are not independent, so the CIs are narrower than the patients warrant (as the paper's)."""
     from ..data.outcomes import MRECIST_CLASSES, is_objective, probability_of_objective
     from .reports import plot_class_rocs, plot_confusion
     os.makedirs(folder, exist_ok=True)
@@ -452,45 +455,61 @@ def mrecist_level(truth, p, folder, stem, title, notice):
                  columns=[f"predicted_{c}" for c in MRECIST_CLASSES]).to_csv(os.path.join(folder, f"confusion_{stem}.csv"))
     plot_confusion(matrix, MRECIST_CLASSES, os.path.join(folder, f"confusion_{stem}.png"),
                    f"mRECIST confusion matrix ({title})", notice)
+    intervals, boot = {}, {}
+    for i, c in enumerate(MRECIST_CLASSES):
+        one = (truth == i).astype(int)
+        intervals[c] = boot[c] = (np.nan, np.nan)
+        if 0 < one.sum() < len(one):
+            intervals[c] = M.roc_auc_ci(one, p[:, i])[1:]
+            if n_bootstrap:
+                boot[c] = M.roc_auc_ci(one, p[:, i], method="bootstrap", n_bootstrap=n_bootstrap, seed=seed)[1:]
     aucs = plot_class_rocs(truth, p, MRECIST_CLASSES, os.path.join(folder, f"roc_classes_{stem}.png"),
-                           f"mRECIST one-vs-rest ROC ({title})", notice)
+                           f"mRECIST one-vs-rest ROC, DeLong 95% CI ({title})", notice, intervals=intervals)
     objective = is_objective(truth).astype(int)
     row = {"n": int(len(truth)), "accuracy": float((predicted == truth).mean()),
            **{f"auc_{c}": aucs.get(c, np.nan) for c in MRECIST_CLASSES},
            "auc_macro": float(np.nanmean(list(aucs.values()))),
            "auc_objective_response": M.roc_auc(objective, probability_of_objective(p))}
-    for i, c in enumerate(MRECIST_CLASSES):
-        one = (truth == i).astype(int)
-        lower = upper = np.nan
-        if 0 < one.sum() < len(one):
-            _, lower, upper = M.roc_auc_ci(one, p[:, i])
-        row[f"auc_{c}_lower"], row[f"auc_{c}_upper"] = lower, upper
+    for c in MRECIST_CLASSES:
+        row[f"auc_{c}_lower"], row[f"auc_{c}_upper"] = intervals[c]
+        row[f"auc_{c}_boot_lower"], row[f"auc_{c}_boot_upper"] = boot[c]
     _, row["auc_objective_response_lower"], row["auc_objective_response_upper"] = M.roc_auc_ci(
         objective, probability_of_objective(p))
     return row
 
 
+def mrecist_levels(name, model, data, truth, folder, notice, prediction=None, n_bootstrap=1000, seed=0):
+    """Every level of one mRECIST model on labelled ``data`` (``truth``: class indices): patch level when the
+    model has patch probabilities, and patient level, each through ``mrecist_level`` into ``folder``. Returns
+    ``(rows, P(objective response) per case)``; ``prediction``: the model's prediction table on ``data`` if
+    already made."""
+    from ..data.outcomes import MRECIST_CLASSES
+    from ..models.training import case_mean
+    prediction = model.predict(data) if prediction is None else prediction
+    classes = prediction[[f"p_{c}" for c in MRECIST_CLASSES]].to_numpy(dtype=float)
+    levels = {}
+    if hasattr(model, "patch_probabilities"):
+        p_patch, groups = model.patch_probabilities(data)
+        levels["patch"] = (truth[groups], p_patch)
+        classes = case_mean(p_patch, groups, len(truth))
+    levels["patient"] = (truth, classes)
+    rows = [{"model": name, "label": model.label, "level": level,
+             **mrecist_level(y, prob, folder, level, f"{name}, {level} level", notice, n_bootstrap, seed)}
+            for level, (y, prob) in levels.items()]
+    return rows, prediction["probability"].to_numpy(dtype=float)
+
+
 def _mrecist(models, data, out_dir, references, subgroups, n_bootstrap, seed, predictions, notice, log):
     from ..data.outcomes import MRECIST_CLASSES, is_objective
-    from ..models.training import case_mean
     data, truth = _labelled("mrecist", data)
     rows, probabilities = [], {}
     for name, model in models.items():
-        p = predictions.get(name) if predictions else None
-        p = model.predict(data) if p is None else p
-        classes = p[[f"p_{c}" for c in MRECIST_CLASSES]].to_numpy(dtype=float)
-        probabilities[name] = p["probability"].to_numpy(dtype=float)
-        levels = {}
-        if hasattr(model, "patch_probabilities"):
-            p_patch, groups = model.patch_probabilities(data)
-            levels["patch"] = (truth[groups], p_patch)
-            classes = case_mean(p_patch, groups, len(truth))
-        levels["patient"] = (truth, classes)
-        for level, (y, prob) in levels.items():
-            row = mrecist_level(y, prob, os.path.join(out_dir, name), level, f"{name}, {level} level", notice)
-            rows.append({"model": name, "label": model.label, "level": level, **row})
+        model_rows, probabilities[name] = mrecist_levels(
+            name, model, data, truth, os.path.join(out_dir, name), notice,
+            prediction=predictions.get(name) if predictions else None, n_bootstrap=n_bootstrap, seed=seed)
+        rows += model_rows
         log(f"  {name:20s} " + "; ".join(f"{r['level']}: accuracy {r['accuracy']:.3f}, macro AUC {r['auc_macro']:.3f}"
-                                       for r in rows if r["model"] == name))
+                                       for r in model_rows))
     table = pd.DataFrame(rows)
     objective = is_objective(truth).astype(int)
     summary = {"cases": int(len(truth)), "responders": int(objective.sum()),

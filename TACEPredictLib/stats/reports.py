@@ -555,8 +555,9 @@ def plot_confusion(matrix, classes, path, title, notice):
     _save(fig, path, notice, bottom=0.04)
 
 
-def plot_class_rocs(label, probabilities, classes, path, title, notice):
-    """One-vs-rest ROC curve of every class; returns {class: AUC}."""
+def plot_class_rocs(label, probabilities, classes, path, title, notice, intervals=None):
+    """One-vs-rest ROC curve of every class, each class's AUC in the legend with its 95 % CI when
+    ``intervals`` ({class: (lower, upper)}) has it; returns {class: AUC}."""
     aucs, lines = {}, []
     for i, name in enumerate(classes):
         truth = (np.asarray(label) == i).astype(int)
@@ -564,6 +565,8 @@ def plot_class_rocs(label, probabilities, classes, path, title, notice):
             continue
         fpr, tpr, _ = M.roc_curve(truth, probabilities[:, i])
         aucs[name] = M.roc_auc(truth, probabilities[:, i])
-        lines.append((fpr, tpr, "-", f"{name} vs rest: AUC {aucs[name]:.3f}"))
+        lower, upper = (intervals or {}).get(name, (np.nan, np.nan))
+        ci = f" ({lower:.3f}-{upper:.3f})" if np.isfinite([lower, upper]).all() else ""
+        lines.append((fpr, tpr, "-", f"{name} vs rest: AUC {aucs[name]:.3f}{ci}"))
     _save(unit_square_figure(lines, "1 - specificity", "sensitivity", title, notice), path)
     return aucs

@@ -165,7 +165,9 @@ def _write_summary(out_dir, table, summary):
 def run_response_validation(manifest_path, features_dir, out_dir, seed=0, test_fraction=0.3, n_bootstrap=1000,
                             kinds=None, integrations=True, log=print):
     """Seed 002 on the survival models' training split, evaluated on its held-out cases: the five radiomics
-    classifiers, the CNN, and each classifier's integration with the CNN and with tumour size. Per model:
+    classifiers, the CNN, each classifier's integration with the CNN and with tumour size, and the CNN's with
+    tumour size (fitted on the CNN's held-out fifth of the training cases, the ones it has out-of-fold scores
+    for). Per model:
     AUC with DeLong and bootstrap CIs, cut-off summary, calibration and decision curve; in ``comparison.csv``
     the DeLong test against the best model and NRI / IDI against the best radiomics classifier; the Spearman
     correlation of all models' outputs (``correlation.csv`` / ``.png``). Returns ``(table, summary)``."""
@@ -197,16 +199,18 @@ def run_response_validation(manifest_path, features_dir, out_dir, seed=0, test_f
         evaluate(kind, model, seconds, len(getattr(model, "features", [])) or np.nan)
     if integrations:
         labelled, y = trained[next(iter(trained))].labelled(train)
-        for cml in [k for k in KINDS if k in trained]:
-            for partner in ("cnn", "size"):
-                if partner == "cnn" and "cnn" not in trained:
-                    continue
-                start = clock.perf_counter()
-                name = f"{cml}+{partner}"
-                model = ResponseIntegration.from_components(name, labelled, trained[cml], trained.get("cnn"))
-                models.save(model, os.path.join(out_dir, "models", name), train, seed, metrics={
-                    "auc_training_apparent": M.roc_auc(y, model.probability(labelled))})
-                evaluate(name, model, clock.perf_counter() - start, len(trained[cml].features))
+        pairs = [(cml, partner) for cml in KINDS if cml in trained for partner in ("cnn", "size")
+                 if partner == "size" or "cnn" in trained]
+        pairs += [("cnn", "size")] if "cnn" in trained else []  # paper 002's CNN + tumour size
+        for first, partner in pairs:
+            start = clock.perf_counter()
+            name = f"{first}+{partner}"
+            model = ResponseIntegration.from_components(name, labelled, trained.get(first) if first != "cnn" else None,
+                                                        trained.get("cnn"))
+            models.save(model, os.path.join(out_dir, "models", name), train, seed, metrics={
+                "auc_training_apparent": M.roc_auc(y, model.probability(labelled))})
+            evaluate(name, model, clock.perf_counter() - start,
+                     len(trained[first].features) if first != "cnn" else np.nan)
     table = pd.DataFrame(rows)
     label = test.table[LABEL].to_numpy(dtype=int)
     radiomics = table[table["model"].isin(KINDS)]
@@ -246,7 +250,8 @@ def run_mrecist_validation(manifest_path, features_dir, out_dir, seed=0, test_fr
     p_patch, groups = model.patch_probabilities(test)
     levels = {"patch": (y_case[groups], p_patch), "patient": (y_case, case_mean(p_patch, groups, len(y_case)))}
     # confusion matrices and per-class ROC (with DeLong CIs) through the code of `tacepredict compare`
-    rows = [{"level": level, **mrecist_level(truth, p, reports, level, f"{level} level, held-out", notice)}
+    rows = [{"level": level, **mrecist_level(truth, p, reports, level, f"{level} level, held-out", notice,
+                                             n_bootstrap=n_bootstrap, seed=seed)}
             for level, (truth, p) in levels.items()]
     table = pd.DataFrame(rows)
     log("  " + "; ".join(f"{r['level']}: accuracy {r['accuracy']:.3f}, macro AUC {r['auc_macro']:.3f}, "

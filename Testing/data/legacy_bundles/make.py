@@ -81,7 +81,7 @@ KINDS += [("response", "cnn", {"epochs": 2, "width": 2})]
 # bundle again, whose loading the rf and gbm bundles already show)
 KINDS += [("response", f"{k}+{p}", {"epochs": 2, "width": 2}) for p in ("cnn", "size")
           for k in ("linear", "logistic", "svm")]
-KINDS += [("mrecist", "resnet50", {"epochs": 20}), ("aggressive-pd", "cnn", {"epochs": 2, "width": 2}),
+KINDS += [("mrecist", "resnet50", {"epochs": 20, "weights": "random"}), ("aggressive-pd", "cnn", {"epochs": 2, "width": 2}),
           ("aggressive-pd", "csd", {"epochs": 2, "width": 2})]
 
 
