@@ -25,7 +25,6 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from .preprocess import window
 
 
 @dataclass

@@ -11,7 +11,6 @@ no line holds two ROI voxels is emptied; empty angles are dropped and the featur
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 
 from TACEPredictLib import InputError
