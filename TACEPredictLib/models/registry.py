@@ -97,7 +97,7 @@ MODELS = (
     ModelSpec("survival", "signature", "overall_survival:SignatureCox", "deep signature (ElasticNet-Cox)", "000",
               ("family", "phases", "n_candidates"), needs=("deep",)),
     ModelSpec("survival", "nomogram", "overall_survival:Nomogram", "Cox nomogram, clinical or integrated", "000",
-              ("variant", "p_threshold", "family", "phases", "covariates"), needs=("deep",)),
+              ("variant", "p_threshold", "family", "phases", "covariates", "clinical_coding"), needs=("deep",)),
     ModelSpec("survival", "clinical-cox", "overall_survival:ClinicalCox", "clinical Cox model", "",
               ("p_threshold", "covariates")),
     ModelSpec("survival", "lasso-cox", "overall_survival:LassoCox", "radiomics LASSO-Cox", "",
@@ -195,11 +195,22 @@ def train(task, kind, data, seed=0, **options):
     return model, messages
 
 
+def paper_of(task, kind):
+    """The citation of the paper a declared model implements, or None (a comparator, an undeclared model)."""
+    try:
+        key = model_spec(task, kind).paper
+    except InputError:
+        return None
+    return PAPERS[key] if key else None
+
+
 def save(model, directory, data, seed, settings=None, metrics=None, input_warnings=()):
+    """The one place every bundle is written: its provenance names the paper of the method (``PAPERS``)."""
     training = training_summary(data, model.task)
     info = save_bundle(directory, model.task, model.kind, model.params(), training, metrics=metrics,
                        tensors=model.tensors(), seed=seed,
-                       settings={**(settings or {}), "input_warnings": list(input_warnings)})
+                       settings={**(settings or {}), "input_warnings": list(input_warnings)},
+                       paper=paper_of(model.task, model.kind))
     for name, table in model.tables().items():
         if len(table):
             table.to_csv(os.path.join(directory, f"{name}.csv"), index=False)
