@@ -395,6 +395,11 @@ def cmd_compare(args):
                                     train_data=train, n_bootstrap=args.bootstrap, seed=args.seed)
     print(f"compared {len(models)} {summary['task']} model(s) on {summary['cases']} case(s); reference: "
           f"{', '.join(summary['references'])}; tables and figures in {args.out}")
+    cohorts = summary.get("training_vs_compared")
+    if cohorts:  # paper 000's Figure 2A: the two cohorts' overall survival
+        medians = ", ".join(f"{name} {cohorts[name]['median_days']:.0f}" for name in ("training", "compared"))
+        print(f"overall survival, training vs compared cohort: median days {medians}; log-rank p "
+              f"{cohorts['logrank_p']:.3g} (km_training_vs_compared.png)")
     if data.synthetic:
         print(SYNTHETIC_DATA_NOTICE)
     return 0

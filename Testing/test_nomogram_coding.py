@@ -211,3 +211,36 @@ def test_each_citation_matches_its_papers_text(paper):
         assert doi.group(1).lower() in text.replace("doi: ", "doi:").replace("https://doi.org/", "doi:")
     if paper == "004":
         assert doi is None
+
+
+def test_compare_with_the_training_cohort_draws_paper_000s_cohort_curves(step, tmp_path):
+    """`compare --train-manifest`: the two cohorts' Kaplan-Meier, log-rank p and medians with CIs (paper 000's
+    Figure 2A and its text), equal to lifelines'."""
+    from lifelines import KaplanMeierFitter
+    from lifelines.utils import median_survival_times
+
+    from TACEPredictLib.stats import metrics
+    from TACEPredictLib.stats.compare import compare_models
+    table = pd.read_csv(step["manifest"])
+    table.iloc[:150].to_csv(tmp_path / "train.csv", index=False)
+    table.iloc[150:].to_csv(tmp_path / "external.csv", index=False)
+    train, external = CohortData(str(tmp_path / "train.csv")), CohortData(str(tmp_path / "external.csv"))
+    paper, _ = models.train("survival", "nomogram", train, variant="clinical")
+    continuous, _ = models.train("survival", "nomogram", train, variant="clinical", clinical_coding="continuous")
+    for model in (paper, continuous):
+        model.provenance = model.notice = ""
+    _, summary = compare_models({"paper": paper, "continuous": continuous}, external, str(tmp_path / "cmp"),
+                                train_data=train, n_bootstrap=20, log=None)
+    cohorts = summary["training_vs_compared"]
+    assert os.path.isfile(tmp_path / "cmp" / "km_training_vs_compared.png")
+    assert os.path.isfile(tmp_path / "cmp" / "km_training_vs_compared_at_risk.csv")
+    time = np.concatenate([table["os_days"][:150], table["os_days"][150:]])
+    event = np.concatenate([table["os_event"][:150], table["os_event"][150:]])
+    group = np.repeat(["training", "compared"], [150, len(table) - 150])
+    assert cohorts["logrank_p"] == pytest.approx(metrics.logrank_test(time, event, group)["p"], rel=1e-12)
+    for name, rows in (("training", slice(0, 150)), ("compared", slice(150, None))):
+        fitter = KaplanMeierFitter().fit(table["os_days"][rows], table["os_event"][rows])
+        ci = median_survival_times(fitter.confidence_interval_).to_numpy()[0]
+        assert cohorts[name]["median_days"] == pytest.approx(fitter.median_survival_time_)
+        assert cohorts[name]["cases"] == len(table["os_days"][rows])
+        np.testing.assert_allclose([cohorts[name]["median_lower_days"], cohorts[name]["median_upper_days"]], ci)
