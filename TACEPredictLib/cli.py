@@ -271,7 +271,8 @@ def cmd_train(args):
     data = _cohort(args)
     options = {"variant": args.variant, "p_threshold": args.p_threshold, "family": args.family,
                "covariates": [c.strip() for c in args.covariates.split(",") if c.strip()] if args.covariates
-               else None, "epochs": args.epochs, "weights": args.weights, "device": args.device}
+               else None, "clinical_coding": args.clinical_coding, "epochs": args.epochs, "weights": args.weights,
+               "device": args.device}
     print(RESEARCH_USE_NOTICE)
     start = time.monotonic()
     with OutputLock(args.out, "train"):
@@ -414,6 +415,11 @@ def cmd_compare(args):
                                     train_data=train, n_bootstrap=args.bootstrap, seed=args.seed)
     print(f"compared {len(models)} {summary['task']} model(s) on {summary['cases']} case(s); reference: "
           f"{', '.join(summary['references'])}; tables and figures in {args.out}")
+    cohorts = summary.get("training_vs_compared")
+    if cohorts:  # paper 000's Figure 2A: the two cohorts' overall survival
+        medians = ", ".join(f"{name} {cohorts[name]['median_days']:.0f}" for name in ("training", "compared"))
+        print(f"overall survival, training vs compared cohort: median days {medians}; log-rank p "
+              f"{cohorts['logrank_p']:.3g} (km_training_vs_compared.png)")
     if data.synthetic:
         print(SYNTHETIC_DATA_NOTICE)
     return 0
@@ -578,7 +584,13 @@ def build_parser():
     p.add_argument("--p-threshold", type=float, default=None, help="univariate Cox screen (default 0.05)")
     p.add_argument("--covariates", default=None,
                    help="comma-separated candidate clinical columns, extra manifest columns included "
-                        "(default: the known pre-treatment columns the manifest has)")
+                        "(default: the nomogram with paper coding, paper 000's candidate factors; otherwise the known "
+                        "pre-treatment columns the manifest has)")
+    p.add_argument("--clinical-coding", default=None, choices=["paper", "continuous"],
+                   help="nomogram: paper (default) codes age, AFP, ALT, AST, tumour size, tumour number and ECOG as "
+                        "paper 000's dichotomies (age > 55, AFP > 400 ng/mL, ALT > 50 U/L, AST > 40 U/L, size > "
+                        "5 cm, >= 3 tumours, ECOG >= 1) over its candidate factors; continuous enters numbers as "
+                        "numbers (log10 AFP) over every known pre-treatment column")
     p.add_argument("--epochs", type=int, default=None,
                    help="image networks: training epochs (the most, for those that stop early)")
     p.add_argument("--weights", default=None,

@@ -98,4 +98,5 @@ def test_survival_validation_runs_compare_models_on_held_out_cases(tmp_path):
     assert table.loc[2, "c_index"] > table.loc[0, "c_index"]  # the image signal adds to the clinical factors
     assert 0 <= table.loc[2, "p_vs_clinical-cox"] <= 1 and pd.isna(table.loc[0, "p_vs_clinical-cox"])
     assert os.path.isfile(tmp_path / "out" / "models" / "nomogram-clinical" / "nomogram.png")
+    assert os.path.isfile(tmp_path / "out" / "km_training_vs_compared.png")  # paper 000's Figure 2A, by compare
     assert os.path.isfile(tmp_path / "out" / "reports" / "dlop-ct-cox" / "kaplan_meier.png")

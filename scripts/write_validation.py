@@ -233,7 +233,7 @@ The models' bundles, hazard-ratio tables, nomograms and reports (Kaplan-Meier wi
 calibration, time-dependent AUC and decision-curve figures) are in
 `{os.path.relpath(os.path.join(args.run, 'validation', 'survival'), REPO)}`, with the paired tests of every
 statistic (`paired.csv`, Benjamini-Hochberg adjusted), the TD AUCs' bootstrap CIs and PPV / NPV at the horizon in
-`comparison.csv`, and the training and held-out cohorts' Kaplan-Meier curves (`km_training_vs_held_out.png`).
+`comparison.csv`, and the training and held-out cohorts' Kaplan-Meier curves (`km_training_vs_compared.png`).
 `tacepredict compare` with these bundles on the held-out manifest reproduces this table (docs/compare.md).
 
 ## Initial response on the demo cohort (seed 002)

@@ -55,10 +55,16 @@ def _kind(column, values):
 
 class ClinicalEncoder:
     """Turns manifest columns into a numeric design matrix: numbers as they are (log10 for AFP), categories as
-    indicator columns against the first level seen in training (``capsule=intact``, ``child_pugh=B``)."""
+    indicator columns against the first level seen in training (``capsule=intact``, ``child_pugh=B``).
 
-    def __init__(self, spec=None):
-        self.spec = spec or []  # one dict per source column: column, kind, fill, levels, names
+    ``dichotomies`` ({column: (operator, threshold, label)}, operator ``">"`` or ``">="``): those number columns
+    enter as one 0 / 1 indicator of the value being past the cut-off instead (paper 000's nomograms). Such a
+    covariate is never imputed: a missing value is an error naming the case and the column, in training and in
+    prediction (which side of a cut-off a patient is on cannot be guessed)."""
+
+    def __init__(self, spec=None, dichotomies=None):
+        self.spec = spec or []  # one dict per source column: column, kind, fill, levels, names (+ dichotomy's)
+        self.dichotomies = dict(dichotomies or {})
 
     @property
     def names(self):
@@ -81,6 +87,11 @@ class ClinicalEncoder:
                       f"(> {MAX_MISSING_FRACTION:.0%}): not used as a covariate")
                 continue
             kind = _kind(column, values)
+            if kind == "number" and column in self.dichotomies:
+                item = self._dichotomy(column, values, table["case_id"])
+                if item is not None:
+                    spec.append(item)
+                continue
             if kind == "number":
                 numeric = self._numeric(column, values, table["case_id"])
                 fill = float(np.nanmedian(numeric))
@@ -114,17 +125,47 @@ class ClinicalEncoder:
         self.spec = spec
         return self
 
+    def _dichotomy(self, column, values, case_ids):
+        """The spec item of a dichotomised number column, or None (with a warning) when every training case is
+        on the same side of the cut-off."""
+        operator, threshold, label = self.dichotomies[column]
+        item = {"column": column, "kind": "dichotomy", "operator": operator, "threshold": float(threshold),
+                "label": label, "fill": None, "names": [f"{column}{operator}{threshold:g}"]}
+        indicator = self._indicator(item, values, case_ids)
+        if np.all(indicator == indicator[0]):
+            _warn(f"column '{column}': every training case has {label} = {'yes' if indicator[0] else 'no'}: "
+                  "not used as a covariate")
+            return None
+        return item
+
+    @classmethod
+    def _indicator(cls, item, values, case_ids):
+        column = item["column"]
+        missing = values.isna().to_numpy()
+        if missing.any():
+            raise InputError(f"no value, and the model codes it as '{item['label']}' (paper 000's cut-off), which "
+                             "is not imputed", case_ids[missing].iloc[0], column,
+                             f"give the patient's {column}, leave '{column}' out of --covariates, or train with "
+                             "--clinical-coding continuous (imputes the training median)")
+        numeric = cls._numeric(column, values, case_ids, log=False)
+        past = numeric >= item["threshold"] if item["operator"] == ">=" else numeric > item["threshold"]
+        return past.astype(float)
+
     @staticmethod
-    def _numeric(column, values, case_ids):
+    def _numeric(column, values, case_ids, log=True):
         numeric = pd.to_numeric(values, errors="coerce")
         bad = numeric.isna() & values.notna()
         if bad.any():
             case = case_ids[bad].iloc[0]
             raise InputError(f"'{values[bad].iloc[0]}' is not a number", case, column, "give a number")
         numeric = numeric.to_numpy(dtype=float)
-        if column in LOG_COLUMNS:
+        if log and column in LOG_COLUMNS:
             numeric = np.log10(numeric + 1.0)
         return numeric
+
+    def labels(self):
+        """{design column: readable label} for the dichotomised covariates (figure axes)."""
+        return {item["names"][0]: item["label"] for item in self.spec if item["kind"] == "dichotomy"}
 
     def transform(self, table, warn=True, names=None):
         """The design matrix; with ``names``, only the source columns those names come from are read (a
@@ -138,6 +179,9 @@ class ClinicalEncoder:
                 raise InputError(f"the model needs the column '{column}', which this manifest lacks", column=column,
                                  fix=f"add '{column}' to the manifest")
             values = table[column]
+            if item["kind"] == "dichotomy":
+                columns[item["names"][0]] = self._indicator(item, values, table["case_id"])
+                continue
             missing = values.isna()
             if missing.any() and warn:
                 _warn(f"column '{column}' is missing for case(s) {_cases_text(table.loc[missing, 'case_id'])}: "
@@ -162,7 +206,7 @@ class ClinicalEncoder:
 
     @classmethod
     def from_dict(cls, data):
-        return cls(data["spec"])
+        return cls(data["spec"])  # a dichotomy travels in its spec item; bundles without one are unchanged
 
 
 class Standardiser:

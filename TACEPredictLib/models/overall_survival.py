@@ -29,6 +29,26 @@ HORIZON_YEARS = (1, 2, 3)
 CURVE_YEARS = np.round(np.arange(0, 4 + 1e-9, 1 / 12), 4)
 DEEP_PHASES = ("ct_ap", "ct_pvp")
 
+# Paper 000 (Zhang et al., Front Oncol 2020), Methods: "Continuous variables were transformed into categorical
+# variables based on recognized cutoff values"; the cut-offs are its Table 1's (the manifest keeps tumour size
+# in mm, so > 5 cm is > 50 mm; ECOG 0 vs 1 was the paper's range, >= 1 codes anything past 0).
+PAPER_000_DICHOTOMIES = {
+    "age": (">", 55, "age > 55 years"),
+    "afp_ng_ml": (">", 400, "AFP > 400 ng/mL"),
+    "alt_u_l": (">", 50, "ALT > 50 U/L"),
+    "ast_u_l": (">", 40, "AST > 40 U/L"),
+    "tumor_size_mm": (">", 50, "largest tumour > 5 cm"),
+    "tumor_number": (">=", 3, "tumours >= 3"),
+    "ecog": (">=", 1, "ECOG >= 1"),
+}
+# Paper 000's candidate clinical factors (Methods and Table 1) that the manifest has; its tumour distribution
+# (uni- / bilobar), hepatic vein invasion and HBsAg level have no manifest column.
+PAPER_000_CLINICAL = ("age", "sex", "bclc", "child_pugh", "ecog", "afp_ng_ml", "alt_u_l", "ast_u_l",
+                      "tumor_size_mm", "tumor_number", "cirrhosis", "hbv", "portal_vein_invasion")
+# "paper": the dichotomies and candidates above (the default); "continuous": numbers as numbers (log10 AFP) over
+# the project's DEFAULT_CLINICAL, what TACEPredict did before and what bundles without the field mean.
+CLINICAL_CODINGS = ("paper", "continuous")
+
 
 def training_outcome(data):
     """The cases of ``data`` with an OS outcome, and their ``(time, event)``; stops when too few events."""
@@ -294,9 +314,14 @@ class Nomogram(CoxModel):
     kind = "nomogram"
 
     def __init__(self, variant="integrated", p_threshold=0.05, family="densenet121", phases=DEEP_PHASES,
-                 covariates=None):
+                 covariates=None, clinical_coding="paper"):
         super().__init__()
-        self.candidate_columns = tuple(covariates or DEFAULT_CLINICAL)
+        if clinical_coding not in CLINICAL_CODINGS:
+            raise InputError(f"unknown clinical coding '{clinical_coding}'", column="--clinical-coding",
+                             fix="use " + " or ".join(CLINICAL_CODINGS))
+        self.clinical_coding = clinical_coding
+        paper = clinical_coding == "paper"
+        self.candidate_columns = tuple(covariates or (PAPER_000_CLINICAL if paper else DEFAULT_CLINICAL))
         if variant not in ("clinical", "integrated"):
             raise InputError(f"unknown nomogram variant '{variant}'", column="--variant",
                              fix="use clinical or integrated")
@@ -307,7 +332,8 @@ class Nomogram(CoxModel):
 
     def fit(self, data, seed=0):
         data, time, event = training_outcome(data)
-        self.encoder = ClinicalEncoder().fit(data.table, self.candidate_columns)
+        dichotomies = PAPER_000_DICHOTOMIES if self.clinical_coding == "paper" else None
+        self.encoder = ClinicalEncoder(dichotomies=dichotomies).fit(data.table, self.candidate_columns)
         if self.variant == "integrated":
             self.signature = LinearSignature(self.family, self.phases).fit(data, time, event, seed)
         design = self.design(data, warn=False)
@@ -323,6 +349,7 @@ class Nomogram(CoxModel):
         _, chosen, trace = stepwise_aic(X, time, event, passed)
         covariates = [passed[j] for j in chosen] or [passed[0]]
         self.extra["variant"] = self.variant
+        self.extra["clinical_coding"] = self.clinical_coding
         self.extra["univariate"] = screen.to_dict(orient="records")
         self.extra["stepwise"] = trace.assign(covariates=trace["covariates"].map(", ".join)).to_dict(orient="records")
         self._finish(design, time, event, covariates)
@@ -332,7 +359,16 @@ class Nomogram(CoxModel):
     def params(self):
         params = super().params()
         params["variant"] = self.variant
+        params["clinical_coding"] = self.clinical_coding
         return params
+
+    @classmethod
+    def from_params(cls, params, tensors=None):
+        model = super().from_params(params, tensors)
+        model.variant = params.get("variant", model.extra.get("variant", "integrated"))
+        # bundles written before the option existed coded every clinical covariate as a number
+        model.clinical_coding = params.get("clinical_coding", "continuous")
+        return model
 
 
 class SignatureCox(CoxModel):

@@ -97,7 +97,7 @@ MODELS = (
     ModelSpec("survival", "signature", "overall_survival:SignatureCox", "deep signature (ElasticNet-Cox)", "000",
               ("family", "phases", "n_candidates"), needs=("deep",)),
     ModelSpec("survival", "nomogram", "overall_survival:Nomogram", "Cox nomogram, clinical or integrated", "000",
-              ("variant", "p_threshold", "family", "phases", "covariates"), needs=("deep",)),
+              ("variant", "p_threshold", "family", "phases", "covariates", "clinical_coding"), needs=("deep",)),
     ModelSpec("survival", "clinical-cox", "overall_survival:ClinicalCox", "clinical Cox model", "",
               ("p_threshold", "covariates")),
     ModelSpec("survival", "lasso-cox", "overall_survival:LassoCox", "radiomics LASSO-Cox", "",
@@ -198,6 +198,7 @@ def train(task, kind, data, seed=0, **options):
 
 
 def save(model, directory, data, seed, settings=None, metrics=None, input_warnings=()):
+    """The one place every bundle is written: its provenance names the paper of the method (``PAPERS``)."""
     training = training_summary(data, model.task)
     info = save_bundle(directory, model.task, model.kind, model.params(), training, metrics=metrics,
                        tensors=model.tensors(), seed=seed,

@@ -215,6 +215,27 @@ def km_by_groups(time, event, groups, path, title, notice, ylabel):
     return out
 
 
+def km_cohorts(train_time, train_event, time, event, path, notice):
+    """Paper 000's Figure 2A: overall survival of the training and the compared (validation) cohort, with the
+    log-rank test and each cohort's Kaplan-Meier median and its 95% CI (from the Greenwood log(-log) bands;
+    NaN where the curve or its bound does not reach 0.5)."""
+    from .reports import plot_kaplan_meier
+    cohorts = np.repeat(["training", "compared"], [len(train_time), len(time)])
+    both_time, both_event = np.concatenate([train_time, time]), np.concatenate([train_event, event])
+    p = M.logrank_test(both_time, both_event, cohorts)["p"]
+    out = {"logrank_p": p}
+    for name in ("training", "compared"):
+        table = M.kaplan_meier(both_time[cohorts == name], both_event[cohorts == name])
+        first = {c: table["time"][table[c] <= 0.5 + 1e-12] for c in ("survival", "lower", "upper")}  # S = 0.5 exactly
+        median, lower, upper = (float(first[c].iloc[0]) if len(first[c]) else np.nan
+                                for c in ("survival", "lower", "upper"))
+        out[name] = {"cases": int((cohorts == name).sum()), "events": int(both_event[cohorts == name].sum()),
+                     "median_days": median, "median_lower_days": lower, "median_upper_days": upper}
+    plot_kaplan_meier(both_time, both_event, cohorts, path, "overall survival: training and compared cohorts",
+                      notice, p=p, group_suffix=" cohort")
+    return out
+
+
 def _level_estimate(kind, label_or_time, event, output, n_bootstrap, seed):
     """A subgroup level's (value, lower, upper, se) of one model: AUC with DeLong CI and SE (binary), or the
     C-index with its percentile bootstrap CI and bootstrap SE (survival); NaNs where it cannot be computed."""
@@ -343,6 +364,9 @@ def _survival(models, data, out_dir, references, subgroups, train_data, n_bootst
                       "overall survival: Spearman correlation of the models' risk scores", notice)
     summary = {"cases": int(len(time)), "events": int(event.sum()), "horizon_years": horizon,
                "censoring_from": "training cohort" if train_data is not None else "compared cohort"}
+    if train_data is not None:
+        summary["training_vs_compared"] = km_cohorts(train_time, train_event, time, event,
+                                                     os.path.join(out_dir, "km_training_vs_compared.png"), notice)
     if subgroups:
         summary["subgroups"] = subgroup_table(data.table, subgroups, risks, time, event, n_bootstrap, seed)
     # the built-in clinical TACE scores the manifest's columns allow, beside the first model (issue 19)

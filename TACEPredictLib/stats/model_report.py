@@ -598,37 +598,20 @@ def evaluate_binary_entries(main, comparators, data, n_bootstrap=1000, seed=0, n
 
 # --- model specification --------------------------------------------------------------------------------
 
-ZHANG_2020 = ("Zhang L, Xia W, Yan Z-P, et al. Deep learning predicts overall survival of patients with unresectable "
-              "hepatocellular carcinoma treated by transarterial chemoembolization plus sorafenib. Front Oncol "
-              "2020;10:593292. doi:10.3389/fonc.2020.593292")
-SUN_2024 = ("Sun Z, Li X, Liang H, Shi Z, Ren H. A deep learning model combining multimodal factors to predict the "
-            "overall survival of transarterial chemoembolization. J Hepatocell Carcinoma 2024;11:385-397. "
-            "doi:10.2147/JHC.S443660")
-PENG_2021 = ("Peng J, Huang J, Huang G, Zhang J. Predicting the initial treatment response to transarterial "
-             "chemoembolization in intermediate-stage hepatocellular carcinoma by the integration of radiomics and "
-             "deep learning. Front Oncol 2021;11:730282. doi:10.3389/fonc.2021.730282")
-PENG_2019 = ("Peng J, Kang S, Ning Z, et al. Residual convolutional neural network for predicting response of "
-             "transarterial chemoembolization in hepatocellular carcinoma from CT imaging. Eur Radiol 2019 "
-             "(online 22 July). doi:10.1007/s00330-019-06318-1")
-FU = ("Fu S, Pan M, Zhang J, et al. Deep learning-based prediction of future extrahepatic metastasis and "
-      "macrovascular invasion in hepatocellular carcinoma. J Hepatocell Carcinoma (year, volume and DOI to be "
-      "confirmed)")
-METHOD_PAPERS = {
-    ("survival", "signature"): ZHANG_2020, ("survival", "nomogram"): ZHANG_2020, ("survival", "dlop"): SUN_2024,
+# the project's comparators, which cite no paper of their own (every published method's citation is
+# registry.PAPERS, the one the bundles' provenance carries)
+COMPARATORS = {
     ("survival", "clinical-cox"): "TACEPredict baseline (clinical covariates selected by univariate, then "
-                                  "multivariable Cox, as in " + SUN_2024 + ")",
+                                  "multivariable Cox, as in paper 001: " + "{001}" + ")",
     ("survival", "lasso-cox"): "TACEPredict baseline (radiomics LASSO-Cox)",
-    ("mrecist", "resnet50"): PENG_2019, ("aggressive-pd", "cnn"): FU, ("aggressive-pd", "csd"): FU,
-    ("aggressive-pd", "clinical-semantic"): FU,
 }
 
 
 def method_paper(task, kind):
-    if (task, kind) in METHOD_PAPERS:
-        return METHOD_PAPERS[(task, kind)]
-    if task == "response":
-        return PENG_2021
-    return "-"
+    from ..models.registry import PAPERS, paper_of
+    if (task, kind) in COMPARATORS:
+        return COMPARATORS[(task, kind)].replace("{001}", PAPERS["001"])
+    return paper_of(task, kind) or "-"
 
 
 def model_specification(entry):

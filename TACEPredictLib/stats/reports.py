@@ -365,9 +365,11 @@ def _nomogram_row(ax, y, label, positions, labels):
 
 def plot_nomogram(model, path, notice):
     """Points nomogram of a Cox model: each covariate's range scaled to points (the widest spans 0-100), total
-    points mapped to the linear predictor and to 1-, 2- and 3-year survival."""
+    points mapped to the linear predictor and to 1-, 2- and 3-year survival. Returns the axes' labels, top down
+    (an indicator reads '<covariate>: no / yes', a dichotomised number by its cut-off: 'ALT > 50 U/L: no / yes')."""
     plt = _pyplot()
     ranges = model.extra["training_design"]
+    readable = model.encoder.labels() if getattr(model, "encoder", None) is not None else {}
     rows = []
     for name, coef in zip(model.covariates, model.coef):
         low, high, binary = ranges[name]
@@ -379,17 +381,22 @@ def plot_nomogram(model, path, notice):
     n_axes = len(rows) + 2 + len(HORIZON_YEARS)
     fig, ax = plt.subplots(figsize=(8, 0.55 * n_axes + 1))
     y = n_axes
+    drawn = []
 
     def axis(label, positions, labels):
         nonlocal y
         y -= 1
         _nomogram_row(ax, y, label, positions, labels)
+        drawn.append(label)
 
     axis("Points", np.linspace(0, 100, 11), [f"{v:.0f}" for v in np.linspace(0, 100, 11)])
     for name, coef, low, high, binary in rows:
-        if binary:
+        if binary:  # an indicator: a dichotomised number (paper 000's 'AFP > 400 ng/mL'), a level, a yes / no
             values = np.array([0.0, 1.0])
-        elif float(low).is_integer() and float(high).is_integer() and high - low <= 10:
+            points = (coef * values - min(coef * low, coef * high)) * scale
+            axis(f"{readable.get(name, name)}: no / yes", points, ["no", "yes"])
+            continue
+        if float(low).is_integer() and float(high).is_integer() and high - low <= 10:
             values = np.arange(low, high + 1)
         else:
             values = np.array([float(f"{v:.3g}") for v in np.linspace(low, high, 5)])
@@ -414,8 +421,10 @@ def plot_nomogram(model, path, notice):
     ax.set_ylim(y - 1, n_axes + 0.5)
     ax.axis("off")
     variant = model.extra.get("variant")
-    ax.set_title(f"Nomogram ({variant})" if variant else f"Nomogram of the {model.kind} model")
+    coding = ", paper 000's cut-offs" if getattr(model, "clinical_coding", None) == "paper" else ""
+    ax.set_title(f"Nomogram ({variant}{coding})" if variant else f"Nomogram of the {model.kind} model")
     _save(fig, path, notice, bottom=0.04)
+    return drawn
 
 
 def plot_logistic_nomogram(model, path, notice):

@@ -128,14 +128,7 @@ def run_survival_validation(manifest_path, features_dir, out_dir, seed=0, test_f
                                  train_data=train, n_bootstrap=n_bootstrap, seed=seed, predictions=predictions,
                                  log=None)
     table = pd.DataFrame(rows).join(compared.drop(columns=["model", "label", "cutoff"]))
-    # paper 000's figure: overall survival of the training and the held-out cohort
-    train_time, train_event = survival_outcome(complete_outcome_rows(train.table, "os"), "os")
-    cohorts = np.repeat(["training", "held-out"], [len(train_time), len(test_time)])
-    both_time, both_event = np.concatenate([train_time, test_time]), np.concatenate([train_event, test_event])
-    from .reports import plot_kaplan_meier, report_notice
-    plot_kaplan_meier(both_time, both_event, cohorts, os.path.join(out_dir, "km_training_vs_held_out.png"),
-                      "overall survival: training and held-out cohorts", report_notice(model, test),
-                      p=M.logrank_test(both_time, both_event, cohorts)["p"], group_suffix=" cohort")
+    # paper 000's Figure 2A (training against held-out cohort) is compare's km_training_vs_compared.png
     summary = {"manifest": os.path.abspath(manifest_path), "features": features_dir, "seed": seed,
                "test_fraction": test_fraction, "train_cases": len(train.table), "test_cases": len(test_rows),
                "test_events": int(test_event.sum()), "train_seconds_all_models": total_train_seconds,
