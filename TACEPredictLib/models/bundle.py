@@ -88,11 +88,15 @@ def provenance_text(info):
             f"{data}: {training.get('cases', '?')} cases, {training.get('events', '?')} events")
     metrics = info.get("metrics") or {}
     shown = [f"{k} {v:.3f}" for k, v in metrics.items() if isinstance(v, (int, float)) and np.isfinite(v)][:4]
-    return text + (f"; {', '.join(shown)}" if shown else "")
+    paper = info.get("paper")
+    return (text + (f"; {', '.join(shown)}" if shown else "")
+            + (f"; method of paper {paper['key']}: {paper['citation']}" if paper else ""))
 
 
-def save_bundle(directory, task, kind, params, training, metrics=None, tensors=None, seed=None, settings=None):
-    """Write a bundle; ``training`` summarises the training cohort (cases, events, cohort, synthetic)."""
+def save_bundle(directory, task, kind, params, training, metrics=None, tensors=None, seed=None, settings=None,
+                paper=None):
+    """Write a bundle; ``training`` summarises the training cohort (cases, events, cohort, synthetic); ``paper``
+    (``{"key", "citation"}``): the publication whose method the model implements, named in the provenance."""
     os.makedirs(directory, exist_ok=True)
     files = {}
     _write_json(os.path.join(directory, PARAMS_FILE), params)
@@ -111,6 +115,8 @@ def save_bundle(directory, task, kind, params, training, metrics=None, tensors=N
         "notice": RESEARCH_USE_NOTICE + (" " + SYNTHETIC_DATA_NOTICE if training.get("synthetic") else ""),
         "integrity": UNSIGNED,
     }
+    if paper:
+        info["paper"] = paper
     info["provenance"] = provenance_text(info)
     _write_json(os.path.join(directory, MANIFEST_FILE), info)
     seal_bundle(directory)

@@ -484,11 +484,12 @@ def plot_decision_curves(curves, title, notice=""):
 def plot_roc(label, probability, name, cutoff, notice=""):
     plt = _pyplot()
     fpr, tpr, _ = M.roc_curve(label, probability)
-    summary = M.threshold_summary(label, probability, cutoff)
     fig, ax = plt.subplots(figsize=(4.6, 4.2))
     ax.plot(fpr, tpr, label=f"AUC {M.roc_auc(label, probability):.3f}")
     ax.plot([0, 1], [0, 1], color="0.6", linestyle="--")
-    ax.plot(1 - summary["specificity"], summary["sensitivity"], "o", label=f"cut-off {cutoff:g}")
+    if cutoff is not None:  # a model without a cut-off (the published Model_CS) has no operating point
+        summary = M.threshold_summary(label, probability, cutoff)
+        ax.plot(1 - summary["specificity"], summary["sensitivity"], "o", label=f"cut-off {cutoff:g}")
     ax.set_xlabel("1 - specificity")
     ax.set_ylabel("sensitivity")
     ax.set_title(f"{name}: ROC", fontsize=9)
@@ -690,7 +691,7 @@ def evaluate_binary_entries(main, comparators, data, n_bootstrap=1000, seed=0, n
     y = label[labelled_mask].astype(int).to_numpy()
     predictions = main.model.predict(labelled)
     p = predictions["probability"].to_numpy(dtype=float)
-    cutoff = float(main.model.cutoff)
+    cutoff = None if main.model.cutoff is None else float(main.model.cutoff)
     result = binary_metrics(y, p, cutoff, n_bootstrap, seed)
     out = {"cases_total": len(data.table), "cases": int(len(y)), "events": int(y.sum()), "outcome": outcome,
            "left_out": [f"{int((~labelled_mask).sum())} case(s) without the outcome left out"] if (~labelled_mask).any()
@@ -705,8 +706,12 @@ def evaluate_binary_entries(main, comparators, data, n_bootstrap=1000, seed=0, n
                               ("specificity", result["tn"], result["tn"] + result["fp"]),
                               ("positive predictive value", result["tp"], result["tp"] + result["fp"]),
                               ("negative predictive value", result["tn"], result["tn"] + result["fn"])):
+        if cutoff is None:  # a published score without a cut-off (Model_CS): no threshold statistics
+            break
         out["metrics"].append(_metric(f"{name} at {cutoff:g}", hits / total if total else np.nan,
                                       wilson_interval(hits, total), f"{hits} / {total}; Wilson 95% CI"))
+    if cutoff is None:
+        out["metrics"].append(_metric("cut-off", np.nan, note=getattr(main.model, "cutoff_rule", "none")))
     brier = bootstrap_interval(lambda idx: float(np.mean((p[idx] - y[idx]) ** 2)), len(y), n_bootstrap, seed)
     out["metrics"].append(_metric("Brier score", result["brier"], brier, "bootstrap 95% CI; lower is better"))
     table, _ = M.calibration_binary(y, p, groups=5)
@@ -756,14 +761,15 @@ PENG_2019 = ("Peng J, Kang S, Ning Z, et al. Residual convolutional neural netwo
              "transarterial chemoembolization in hepatocellular carcinoma from CT imaging. Eur Radiol 2019 "
              "(online 22 July). doi:10.1007/s00330-019-06318-1")
 FU = ("Fu S, Pan M, Zhang J, et al. Deep learning-based prediction of future extrahepatic metastasis and "
-      "macrovascular invasion in hepatocellular carcinoma. J Hepatocell Carcinoma (year, volume and DOI to be "
-      "confirmed)")
+      "macrovascular invasion in hepatocellular carcinoma. J Hepatocell Carcinoma (Dove Medical Press); year, "
+      "volume and DOI not printed in the article's text")
 METHOD_PAPERS = {
     ("survival", "signature"): ZHANG_2020, ("survival", "nomogram"): ZHANG_2020, ("survival", "dlop"): SUN_2024,
     ("survival", "clinical-cox"): "TACEPredict baseline (clinical covariates selected by univariate, then "
                                   "multivariable Cox, as in " + SUN_2024 + ")",
     ("survival", "lasso-cox"): "TACEPredict baseline (radiomics LASSO-Cox)",
-    ("mrecist", "resnet50"): PENG_2019, ("aggressive-pd", "cnn"): FU, ("aggressive-pd", "csd"): FU,
+    ("mrecist", "resnet50"): PENG_2019, ("aggressive-pd", "cnn"): FU, ("aggressive-pd", "model-d"): FU,
+    ("aggressive-pd", "csd"): FU,
     ("aggressive-pd", "clinical-semantic"): FU,
 }
 
