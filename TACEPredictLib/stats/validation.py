@@ -308,6 +308,7 @@ def run_aggressive_validation(manifest_path, features_dir, out_dir, seed=0, test
     summary = {"train_cases": len(train.table), "test_cases": len(label), "test_events": int(label.sum()),
                "ground_truth": summary_truth if truth is not None else {},
                "best": best, "train_seconds": seconds, "csd_coefficients": csd.coefficients,
+               "csd_cutoff": csd.cutoff, "csd_cutoff_rule": csd.cutoff_rule,
                "csd_info": {k: v for k, v in csd.info.items() if k != "model_d"}, "kaplan_meier": km,
                "synthetic": train.synthetic}
     _write_summary(out_dir, table, summary)
