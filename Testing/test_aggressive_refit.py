@@ -240,3 +240,12 @@ def test_a_model_csd_bundle_of_an_earlier_version_keeps_its_028_named_as_the_pub
     assert "paper" not in info and "method of paper 004: Fu S, Pan M, Zhang J, et al." in model.provenance
     assert model.cutoff == 0.28 and model.cutoff_rule.startswith("published: 0.28, the Youden cut-off of the authors'")
     assert model.variant == "published-cs" and not model.cs.fitted
+
+
+def test_a_model_no_better_than_chance_out_of_fold_gets_cutoff_one_with_a_warning():
+    from TACEPredictLib import InputWarning
+    from TACEPredictLib.models.aggressive_progression import youden_of_out_of_fold
+    y = np.array([1, 1, 0, 0, 0])
+    with pytest.warns(InputWarning, match="no better than chance"):
+        assert youden_of_out_of_fold(y, np.array([0.1, 0.2, 0.3, 0.4, 0.5])) == 1.0  # inverted: Youden index 0
+    assert youden_of_out_of_fold(y, np.array([0.9, 0.6, 0.3, 0.6, 0.1])) == 0.6  # by hand: sens 1, spec 2/3

@@ -84,10 +84,17 @@ def out_of_fold_logistic(X, y, seed=0, folds=FOLDS):
     return out
 
 
-def youden_of_out_of_fold(y, out_of_fold):
-    """The cut-off every fitted model of this task takes: Youden's point of its out-of-fold probabilities."""
+def youden_of_out_of_fold(y, out_of_fold, what="the model"):
+    """The cut-off every fitted model of this task takes: Youden's point of its out-of-fold probabilities. When
+    no threshold does better than chance (Youden index 0, the best 'threshold' above every probability), the
+    cut-off is 1.0, which calls no case high risk, with a warning."""
     from ..stats.metrics import youden_cutoff
-    return float(youden_cutoff(y, out_of_fold)[0])
+    cutoff = float(youden_cutoff(y, out_of_fold)[0])
+    if not np.isfinite(cutoff) or cutoff > 1.0:
+        warnings.warn(f"the out-of-fold probabilities of {what} separate the outcomes no better than chance "
+                      "(Youden index 0): its cut-off is 1.0, no case is called high risk", InputWarning, stacklevel=3)
+        return 1.0
+    return cutoff
 
 
 def derive_clinical_semantic(table, y, candidates=CS_CANDIDATES, p_threshold=CS_UNIVARIATE_P, encoder=None):
@@ -230,7 +237,7 @@ class ClinicalSemanticScore(ProbabilityModel):
         self.encoder = encoder
         self.coefficients = {"intercept": fit.intercept, **{n: float(c) for n, c in zip(fit.names, fit.coef)}}
         self.out_of_fold_score, self.out_of_fold = oof, _sigmoid(oof)
-        self.cutoff = youden_of_out_of_fold(y, self.out_of_fold)
+        self.cutoff = youden_of_out_of_fold(y, self.out_of_fold, "Model_CS")
         self.cutoff_rule = YOUDEN_RULE.format(folds=FOLDS) + ", the derivation repeated in each fold"
         self.label = "Model_CS (derived on the training cohort)"
         if not kept:
@@ -378,7 +385,7 @@ class ModelCSD(ProbabilityModel):
         self.coefficients = {"intercept": intercept, "cs_score": float(coef[0]), "d_logit": float(coef[1])}
         # its own out-of-fold probabilities: the combination refitted without each fold, on the same folds
         self.out_of_fold = out_of_fold_logistic(X, y, seed)
-        self.cutoff = youden_of_out_of_fold(y, self.out_of_fold)
+        self.cutoff = youden_of_out_of_fold(y, self.out_of_fold, "Model_CSD")
         self.cutoff_rule = YOUDEN_RULE.format(folds=FOLDS)
         self.info = {"model_d": {k: v for k, v in self.d.info.items() if k != "history"},
                      "variant": self.variant,
