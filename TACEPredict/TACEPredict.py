@@ -264,7 +264,8 @@ class TACEPredictWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                                                  foregroundOpacity=0.4)
             results = out["results"]
             lines = [f"{r.task} / {r.model}: score {r.score:.3f}, {r.probability_of} {r.probability:.3f}, "
-                     f"{r.risk_group} risk (cut-off {r.cutoff:.3f})" if not r.error else
+                     (f"{r.risk_group} risk (cut-off {r.cutoff:.3f})" if r.risk_group else "no cut-off (none "
+                      "published)") if not r.error else
                      f"{r.task} / {r.model}: NOT RUN - {r.error}" for r in results.itertuples()]
             lines += sorted(set(results["notice"])) + [f"{k}: {v:.1f} s" for k, v in out["timings"].items()]
             self.report(lines)
@@ -595,10 +596,11 @@ class TACEPredictTest(ScriptedLoadableModuleTest):
             out = logic.process(ct, nodes["ct_pvp"], segmentation=nodes["seg"] if isSegmentation else None,
                                 segmentId=nodes["segment"], labelmap=None if isSegmentation else nodes["seg"],
                                 clinical=clinical, caseId=caseId, forceCpu=True)
-            # the published aggressive-progression score: logistic of its linear score, high risk at 0.28
+            # the published aggressive-progression score: logistic of its linear score; paper 004 gives Model_CS
+            # no cut-off, so no risk group
             row = out["results"].set_index("task").loc["aggressive-pd"]
             self.assertAlmostEqual(row["probability"], 1 / (1 + math.exp(-row["score"])), places=9)
-            self.assertEqual(row["risk_group"], "high" if row["probability"] >= 0.28 else "low")
+            self.assertEqual(row["risk_group"], "")
             table = out["nodes"]["results"].GetTable()
             self.assertEqual(table.GetValueByName(0, "task").ToString(), "aggressive-pd")
             self.assertIn("RESEARCH USE ONLY", table.GetValueByName(0, "notice").ToString())

@@ -272,7 +272,7 @@ def cmd_train(args):
     options = {"variant": args.variant, "p_threshold": args.p_threshold, "family": args.family,
                "covariates": [c.strip() for c in args.covariates.split(",") if c.strip()] if args.covariates
                else None, "clinical_coding": args.clinical_coding, "epochs": args.epochs, "weights": args.weights,
-               "device": args.device}
+               "device": args.device, "cutoff": args.cutoff}
     print(RESEARCH_USE_NOTICE)
     start = time.monotonic()
     with OutputLock(args.out, "train"):
@@ -294,15 +294,17 @@ def _model_for(args):
     """A bundle folder, or a built-in published model named with --task: ``(model, provenance, info)``, info
     None for a published score. A bundle's extraction settings are checked against --features."""
     from . import models
+    from .models.registry import set_cutoff
+    cutoff = getattr(args, "cutoff", None)
     model = None if os.path.isdir(args.model) else models.built_in(args.task, args.model)
     if model is not None:
-        return model, model.provenance, None
+        return set_cutoff(model, cutoff, when=f"at {args.command}"), model.provenance, None
     if not os.path.exists(args.model):
         raise InputError(f"model bundle folder not found: {args.model}", column="--model",
                          fix="give the folder `tacepredict train --out` wrote, or a published score with --task")
     model, info = models.load(args.model, public_key=getattr(args, "public_key", None))
     _check_features(model, info, args)
-    return model, info["provenance"], info
+    return set_cutoff(model, cutoff, when=f"at {args.command}"), info["provenance"], info
 
 
 def _check_features(model, info, args):
@@ -374,8 +376,14 @@ def cmd_evaluate(args):
                     label = OBJECTIVE_RESPONSE
                 result, _ = evaluate_binary(model, data, label, staging, n_bootstrap=args.bootstrap, seed=args.seed)
                 text = (f"AUC {result['auc']:.3f} (DeLong 95% CI {result['auc_delong_lower']:.3f}-"
-                        f"{result['auc_delong_upper']:.3f}); at the cut-off {result['cutoff']:g}: sensitivity "
-                        f"{result['sensitivity']:.3f}, specificity {result['specificity']:.3f}; report in {args.out}")
+                        f"{result['auc_delong_upper']:.3f}); " + (
+                            f"at the cut-off {result['cutoff']:g}: sensitivity {result['sensitivity']:.3f}, "
+                            f"specificity {result['specificity']:.3f}" if model.cutoff is not None else
+                            f"no cut-off ({model.cutoff_rule}); the Youden point of these cases, "
+                            f"{result['youden_cutoff_these_cases']:.3f}, gives sensitivity "
+                            f"{result['youden_sensitivity_these_cases']:.3f} and specificity "
+                            f"{result['youden_specificity_these_cases']:.3f} (optimistic: chosen on them)")
+                        + f"; report in {args.out}")
                 if model.task == "mrecist":  # paper 003's four classes: confusion matrices, per-class ROC with CIs
                     text = "P(objective response): " + text + "\n" + _evaluate_mrecist_classes(model, data, staging,
                                                                                               args)
@@ -458,10 +466,13 @@ def cmd_sign(args):
 
 
 def _models_help(trained):
-    """The declared model kinds by task, with their titles (read from the registry, so the help never drifts)."""
+    """The declared model kinds by task, with their titles (read from the registry, so the help never drifts);
+    the trainable ones include the published scores ``train`` can refit."""
     from .models.registry import models_of
     by_task = {}
-    for spec in models_of(trained=trained):
+    for spec in models_of() if trained else models_of(trained=False):
+        if trained and spec.published and not spec.refit:
+            continue
         by_task.setdefault(spec.task, []).append(f"{spec.kind} = {spec.title}")
     return "; ".join(f"{task}: {', '.join(kinds)}" for task, kinds in by_task.items())
 
@@ -578,10 +589,12 @@ def build_parser():
     p.add_argument("--features", default=None, help="folder written by `tacepredict extract` (image models)")
     p.add_argument("--out", required=True, help="model bundle folder to write")
     p.add_argument("--variant", default=None,
-                   help="nomogram: integrated (default) or clinical; dlop: combined (default), ct-only, ct-cox")
+                   help="nomogram: integrated (default) or clinical; dlop: combined (default), ct-only, ct-cox; "
+                        "csd: refit (default: Model_CS derived on this cohort) or published-cs")
     p.add_argument("--family", default=None,
                    help="feature family (default: signature/nomogram densenet121, dlop resnet50, lasso-cox radiomics)")
-    p.add_argument("--p-threshold", type=float, default=None, help="univariate Cox screen (default 0.05)")
+    p.add_argument("--p-threshold", type=float, default=None,
+                   help="univariate Cox screen, or Model_CS's univariate logistic screen (default 0.05)")
     p.add_argument("--covariates", default=None,
                    help="comma-separated candidate clinical columns, extra manifest columns included "
                         "(default: the nomogram with paper coding, paper 000's candidate factors; otherwise the known "
@@ -599,6 +612,10 @@ def build_parser():
     p.add_argument("--device", default=None, help="image networks: auto (default), cpu, cuda or mps")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_train)
+    cutoff_help = ("probability models: the risk-group cut-off, a probability in (0, 1), youden (a fitted model's "
+                   "default: the Youden point of its out-of-fold training probabilities) or published (Model_CSD "
+                   "only: the paper's 0.28)")
+    p.add_argument("--cutoff", default=None, help=cutoff_help)
 
     p = sub.add_parser("evaluate", help="metrics and figures of a model on a labelled manifest")
     p.add_argument("--model", required=True, help="model bundle folder, or a published score with --task: "
@@ -654,6 +671,9 @@ def build_parser():
     for name in ("evaluate", "predict"):
         sub.choices[name].add_argument("--public-key", default=None, metavar="PEM",
                                        help="require the bundle's signature to verify with this Ed25519 public key")
+        sub.choices[name].add_argument("--cutoff", default=None, help="probability models: use this cut-off "
+                                       "instead of the model's own, a probability in (0, 1) or published (Model_CSD's "
+                                       "0.28); the published Model_CS has none unless given")
     p = sub.add_parser("keygen", help="make an Ed25519 key pair for signing model bundles")
     p.add_argument("--out", required=True, help="path prefix: writes PREFIX.pem (private) and PREFIX.pub.pem "
                                                 "(public); TACEPREDICT_KEY_PASSPHRASE encrypts the private key")

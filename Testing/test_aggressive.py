@@ -1,4 +1,5 @@
-"""The published clinical-semantic score for aggressive progression (Model_CS): no training, no bundle."""
+"""The published clinical-semantic score for aggressive progression (Model_CS): no training, no bundle, no cut-off
+(the refit is in test_aggressive_refit.py)."""
 
 import os
 
@@ -29,8 +30,8 @@ def test_published_formula_by_hand(tmp_path):
                 -1.6705 + 0.009 * 120 + 0.7009 + 0.5365 - 0.4967]
     np.testing.assert_allclose(predictions["score"], expected, atol=1e-12)
     np.testing.assert_allclose(predictions["probability"], 1 / (1 + np.exp(-np.array(expected))), atol=1e-12)
-    # probabilities 0.53 and 0.54 are >= 0.28 (high risk); 0.07 is low risk
-    assert list(predictions["risk_group"]) == ["high", "low", "high"]
+    # paper 004 gives Model_CS no cut-off: no risk groups unless one is set
+    assert list(predictions["risk_group"]) == ["", "", ""] and predictions["cutoff"].isna().all()
     assert predictions["notice"].str.contains("RESEARCH USE ONLY").all()
     assert predictions["provenance"].str.contains("published").all()
     assert PUBLISHED_COEFFICIENTS["capsule=intact"] == -1.7083
@@ -53,7 +54,8 @@ def test_cli_predicts_without_a_bundle_and_separates_the_demo_outcome(demo_cohor
                        demo_cohort, "--out", out])
     assert status == 0 and "published Model_CS" in capsys.readouterr().out
     predictions = pd.read_csv(out)
-    assert len(predictions) == 6 and set(predictions["risk_group"]) <= {"high", "low"}
+    assert len(predictions) == 6 and predictions["risk_group"].isna().all()  # no cut-off, no group
+    assert np.allclose(predictions["probability"], 1 / (1 + np.exp(-predictions["score"])))
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +94,8 @@ def test_evaluate_command_reports_discrimination_calibration_and_decision_curve(
     label = pd.read_csv(os.path.join(out, "predictions.csv"))
     assert metrics["cases"] == 40 and metrics["positives"] == label["aggressive_pd"].sum()
     assert metrics["auc_delong_lower"] < metrics["auc"] < metrics["auc_delong_upper"]
-    assert metrics["cutoff"] == 0.28
+    assert np.isnan(metrics["cutoff"]) and np.isnan(metrics["sensitivity"])  # Model_CS has no cut-off
+    assert 0 < metrics["youden_cutoff_these_cases"] < 1
     decision = pd.read_csv(os.path.join(out, "decision_curve.csv"))
     assert decision["treat_none"].eq(0).all() and decision["threshold"].between(0, 1).all()
     import json

@@ -14,7 +14,6 @@ pytest.importorskip("sklearn")
 
 from TACEPredictLib import InputError, models  # noqa: E402
 from TACEPredictLib.stats import metrics
-from TACEPredictLib.models.aggressive_progression import ClinicalSemanticScore  # noqa: E402
 from TACEPredictLib.data.outcomes import MRECIST_CLASSES, objective_response  # noqa: E402
 from TACEPredictLib.models.aggressive_progression import ModelD  # noqa: E402
 from TACEPredictLib.models.initial_response import ResponseCNN, ResponseIntegration  # noqa: E402
@@ -211,10 +210,14 @@ def test_model_d_csd_and_nomogram(patch_cohort, tmp_path):
     assert np.ptp(members, axis=0).max() > 1e-3  # the members differ
     assert csd.coefficients["d_logit"] > 0  # Model_D's score raises the combined risk
     predictions = csd.predict(test)
-    assert set(predictions["risk_group"]) <= {"high", "low"} and (predictions["cutoff"] == 0.28).all()
+    # its cut-off: the Youden point of its own out-of-fold probabilities, not the authors' 0.28
+    assert csd.cutoff == metrics.youden_cutoff(y_train, csd.out_of_fold)[0] and not np.isnan(csd.out_of_fold).any()
+    assert set(predictions["risk_group"]) <= {"high", "low"} and (predictions["cutoff"] == csd.cutoff).all()
     expected = 1 / (1 + np.exp(-predictions["score"]))
     np.testing.assert_allclose(predictions["probability"], expected)
-    np.testing.assert_allclose(predictions["cs_score"], ClinicalSemanticScore().score(test.table))
+    # its Model_CS is derived on the training cases (the paper's procedure), not the published coefficients
+    assert csd.variant == "refit" and csd.cs.fitted
+    np.testing.assert_allclose(predictions["cs_score"], csd.cs.score(test.table))
     assert os.path.getsize(tmp_path / "csd" / "nomogram.png") > 10_000
     loaded, _ = models.load(str(tmp_path / "csd"))
     np.testing.assert_allclose(loaded.probability(test), csd.probability(test), atol=1e-6)

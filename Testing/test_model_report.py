@@ -254,7 +254,11 @@ def test_binary_report_of_the_built_in_model_cs(tmp_path):
     summary = json.load(open(tmp_path / "r" / "report.json"))
     assert summary["metrics"][0]["metric"] == "AUC"
     assert summary["metrics"][0]["value"] == f"{M.roc_auc(table['aggressive_pd'], p):.3f}"
-    assert "Kaplan-Meier" in result["pages"]  # time to aggressive progression by the 0.28 risk groups
+    # paper 004 gives Model_CS no cut-off: no threshold statistics, no risk groups, no Kaplan-Meier page
+    assert "Kaplan-Meier" not in result["pages"]
+    rows = {m["metric"]: m for m in summary["metrics"]}
+    assert "cut-off" in rows and "no cut-off" in rows["cut-off"]["note"]
+    assert not any(name.startswith("sensitivity at") for name in rows)
     with pytest.raises(InputError, match="column '--compare'"):
         write_report("clinical-semantic", manifest, str(tmp_path / "r2"), compare=["hap"], task="aggressive-pd",
                      pdf=False)

@@ -283,22 +283,24 @@ trained in {mrecist_summary['train_seconds']:.1f} s.
 ## Aggressive progression on the demo cohort (seed 004)
 
 Same split ({aggressive_summary['test_cases']} held-out cases, {aggressive_summary['test_events']} with
-aggressive progression). Model_CS: the published coefficients, untrained. Model_D: the residual CNN on every
-tumour slice's portal-phase box, the mean of five cross-validation networks. Model_CSD: logistic regression on
-Model_CS's score and Model_D's logit (Model_D's out-of-fold scores); coefficients {', '.join(f"{k} {v:.3f}" for k, v in aggressive_summary['csd_coefficients'].items())}.
-DeLong, NRI (category-free, and at 0.28) and IDI against Model_CS. Reports in
+aggressive progression). Model_CS: the published coefficients, untrained, no cut-off. Model_D: the residual CNN on
+every tumour slice's portal-phase box, the mean of five cross-validation networks. Model_CSD: logistic regression
+on the score of a Model_CS derived on the training split by the paper's procedure and Model_D's logit (the
+out-of-fold scores of both); coefficients {', '.join(f"{k} {v:.3f}" for k, v in aggressive_summary['csd_coefficients'].items())};
+cut-off {aggressive_summary['csd_cutoff']:.3f}, the Youden point of its out-of-fold probabilities (paper 004's 0.28
+is the authors' own model's). DeLong, NRI (category-free, and at Model_CSD's cut-off) and IDI against Model_CS. Reports in
 `demo_run/validation/aggressive_pd/reports/`; the nomogram in `models/csd/nomogram.png`.
 
-| model | AUC (DeLong 95% CI) | bootstrap 95% CI | cut-off | sensitivity | specificity | PPV | NPV | DeLong p vs Model_CS | NRI | NRI at 0.28 | IDI (p) |
+| model | AUC (DeLong 95% CI) | bootstrap 95% CI | cut-off | sensitivity | specificity | PPV | NPV | DeLong p vs Model_CS | NRI | NRI at Model_CSD's cut-off | IDI (p) |
 |---|---|---|---|---|---|---|---|---|---|---|---|
 """ + "\n".join(
         f"| {r.label} | {r.auc:.3f} ({r.auc_delong_lower:.3f}-{r.auc_delong_upper:.3f}) | "
-        f"{r.auc_bootstrap_lower:.3f}-{r.auc_bootstrap_upper:.3f} | {r.cutoff:.2f} | {r.sensitivity:.3f} | "
-        f"{r.specificity:.3f} | {fmt(r.ppv)} | {fmt(r.npv)} | {fmt(r.delong_p_vs_reference)} | {fmt(r.nri_vs_reference)} | "
+        f"{r.auc_bootstrap_lower:.3f}-{r.auc_bootstrap_upper:.3f} | {fmt(r.cutoff)} | {fmt(r.sensitivity)} | "
+        f"{fmt(r.specificity)} | {fmt(r.ppv)} | {fmt(r.npv)} | {fmt(r.delong_p_vs_reference)} | {fmt(r.nri_vs_reference)} | "
         f"{fmt(r.nri_categorical_vs_reference)} | {fmt(r.idi_vs_reference)} ({fmt(r.idi_p_vs_reference)}) |"
         for r in aggressive_table.itertuples()) + """
 
-Model_CSD's risk groups at 0.28 on the held-out cases: """ + "; ".join(
+Model_CSD's risk groups at its cut-off on the held-out cases: """ + "; ".join(
         f"{k.replace('_', ' ')}: {v['high']} high / {v['low']} low, log-rank p = {v['logrank_p']:.3g}"
         for k, v in aggressive_summary["kaplan_meier"].items()) + f""" (`km_csd_*.png`, with the numbers at risk).
 Model_D's out-of-fold scores of the training cases: AUC {aggressive_summary['csd_info']['auc_out_of_fold_model_d']:.3f}.

@@ -79,12 +79,16 @@ class ProbabilityModel(Model):
 def prediction_table(model, data, probability, score=None, extra=None, groups=None):
     """One row per case of a probability model: score (default: the probability), the probability, its group at
     the model's cut-off (``groups``: the names above and below it; default the model's), the provenance and the
-    research-use notice. ``extra``: more columns, placed after ``model``."""
+    research-use notice. ``extra``: more columns, placed after ``model``. A model whose ``cutoff`` is None gets
+    an empty risk group and a NaN cut-off."""
     groups = groups or model.group_names
+    cutoff = model.cutoff
     columns = {"case_id": data.case_ids, "task": model.task, "model": model.label, **(extra or {}),
                "score": probability if score is None else score, "probability": probability,
-               "risk_group": np.where(probability >= model.cutoff, *groups),
-               "cutoff": model.cutoff, "provenance": model.provenance, "notice": model.notice}
+               # no cut-off (a published score its paper never thresholds): no risk group
+               "risk_group": np.where(probability >= cutoff, *groups) if cutoff is not None else "",
+               "cutoff": cutoff if cutoff is not None else np.nan, "provenance": model.provenance,
+               "notice": model.notice}
     return pd.DataFrame(columns)
 
 

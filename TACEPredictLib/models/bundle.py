@@ -119,6 +119,8 @@ def save_bundle(directory, task, kind, params, training, metrics=None, tensors=N
         "notice": RESEARCH_USE_NOTICE + (" " + SYNTHETIC_DATA_NOTICE if training.get("synthetic") else ""),
         "integrity": UNSIGNED,
     }
+    if paper:
+        info["paper"] = paper
     info["provenance"] = provenance_text(info)
     _write_json(os.path.join(directory, MANIFEST_FILE), info)
     seal_bundle(directory)

@@ -32,8 +32,10 @@ PAPERS = {
     "003": "Peng J, Kang S, Ning Z, et al. Residual convolutional neural network for predicting response of "
            "transarterial chemoembolization in hepatocellular carcinoma from CT imaging. Eur Radiol (published "
            "online 22 July 2019). doi:10.1007/s00330-019-06318-1",
+    # as printed: the article's text gives no year, volume, pages or DOI (shared/papers/README.md)
     "004": "Fu S, Pan M, Zhang J, et al. Deep Learning-Based Prediction of Future Extrahepatic Metastasis and "
-           "Macrovascular Invasion in Hepatocellular Carcinoma. J Hepatocell Carcinoma (Dove Medical Press)",
+           "Macrovascular Invasion in Hepatocellular Carcinoma. J Hepatocell Carcinoma (Dove Medical Press); year, "
+           "volume and DOI not printed in the article's text",
     "": "a comparator of TACEPredict's, not a published method",
 }
 
@@ -71,7 +73,8 @@ class ModelSpec:
     use), a title, the paper it implements (a key of ``PAPERS``), the hyper-parameters it takes (the command
     line passes those it has flags for; the Python API any of them), constructor
     arguments fixed by the kind, the lesion patch set it reads, what its inputs need, whether it is a published
-    score used as published (no training, no bundle), and older kind names its bundles may carry."""
+    score used as published (no training, no bundle), whether ``train`` can also refit that published score on
+    a cohort by its paper's procedure, and older kind names its bundles may carry."""
     task: str
     kind: str
     implementation: str
@@ -82,6 +85,7 @@ class ModelSpec:
     patch_set: str | None = None
     needs: tuple = ()
     published: bool = False
+    refit: bool = False
     aliases: tuple = ()
 
     @property
@@ -120,11 +124,12 @@ MODELS = (
     ModelSpec("mrecist", "resnet50", "mrecist:MRecistNet", "ResNet-50 transfer learning (4 classes)", "003",
               ("epochs", "lr", "weights", "device"), patch_set="inside", needs=("patches",)),
     ModelSpec("aggressive-pd", "clinical-semantic", "aggressive_progression:ClinicalSemanticScore",
-              "Model_CS (published clinical-semantic score)", "004", published=True),
+              "Model_CS (published clinical-semantic score; train refits it by the paper's procedure)", "004",
+              ("p_threshold", "covariates"), published=True, refit=True),
     ModelSpec("aggressive-pd", "model-d", "aggressive_progression:ModelD", "Model_D (CNN on slice boxes)", "004",
               _CNN, patch_set="boxes", needs=("patches",), aliases=("cnn",)),
     ModelSpec("aggressive-pd", "csd", "aggressive_progression:ModelCSD", "Model_CSD (Model_CS + Model_D)", "004",
-              _CNN, patch_set="boxes", needs=("patches",)),
+              _CNN + ("variant", "p_threshold", "covariates"), patch_set="boxes", needs=("patches",)),
 )
 
 
@@ -187,12 +192,43 @@ def training_summary(data, task):
     return summary
 
 
-def train(task, kind, data, seed=0, **options):
-    """Fit a model; returns ``(model, warnings)`` with the documented input warnings it raised."""
+def set_cutoff(model, cutoff, when="at training"):
+    """A probability model's risk-group cut-off from ``--cutoff``: None or ``youden`` keeps the model's own (a
+    fitted model's Youden point), ``published`` the cut-off its paper printed for it (only models that have one,
+    Model_CSD's 0.28), a number in (0, 1) that probability. The rule is recorded with it (``cutoff_rule``)."""
+    if cutoff is None or cutoff == "youden":
+        return model
+    if model.task not in BINARY_TASKS:
+        raise InputError(f"--cutoff applies to the probability models, not to {model.task} risk scores",
+                         column="--cutoff", fix="leave it out")
+    if cutoff == "published":
+        published = getattr(model, "published_cutoff", None)
+        if published is None:
+            raise InputError(f"the {model.kind} model has no published cut-off (only Model_CSD's 0.28 is printed)",
+                             column="--cutoff", fix="use youden or a probability between 0 and 1")
+        model.cutoff, model.cutoff_rule = published
+        return model
+    try:
+        value = float(cutoff)
+    except (TypeError, ValueError):
+        value = float("nan")
+    if not 0 < value < 1:
+        raise InputError(f"'{cutoff}' is not a cut-off", column="--cutoff",
+                         fix="give a probability strictly between 0 and 1, youden or published")
+    model.cutoff, model.cutoff_rule = value, f"set by the user {when} (--cutoff {value:g})"
+    return model
+
+
+def train(task, kind, data, seed=0, cutoff=None, **options):
+    """Fit a model; returns ``(model, warnings)`` with the documented input warnings it raised. ``cutoff``: see
+    ``set_cutoff`` (checked before the fit)."""
     model = make_model(task, kind, **options)
+    if cutoff is not None:
+        set_cutoff(make_model(task, kind, **options), cutoff)  # a bad value stops before a long fit
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", InputWarning)
         model.fit(data, seed=seed)
+    set_cutoff(model, cutoff)
     messages = [str(w.message) for w in caught if issubclass(w.category, InputWarning)]
     return model, messages
 

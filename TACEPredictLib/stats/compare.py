@@ -415,7 +415,9 @@ def _binary(task, models, data, out_dir, references, subgroups, n_bootstrap, see
     if reference not in probabilities:
         raise InputError(f"reference '{reference}' is not among the compared models", column="--reference",
                          fix="use one of " + ", ".join(probabilities))
-    cutoffs = nri_cutoffs if nri_cutoffs is not None else [float(models[reference].cutoff)]
+    # categorical NRI at the reference's cut-off; none for a reference without one (the published Model_CS)
+    cutoffs = nri_cutoffs if nri_cutoffs is not None else (
+        [float(models[reference].cutoff)] if models[reference].cutoff is not None else None)
     best = binary_comparison(table, label, probabilities, reference, cutoffs)
     # Kaplan-Meier of each model's risk groups on the task's time-to-event outcomes (paper 004)
     for outcome, ylabel in KM_OUTCOMES.get(task, ()):
@@ -426,6 +428,8 @@ def _binary(task, models, data, out_dir, references, subgroups, n_bootstrap, see
         e = pd.to_numeric(data.table[event_column], errors="coerce").to_numpy(dtype=float)
         known = np.isfinite(t) & np.isfinite(e)
         for name, model in models.items():
+            if model.cutoff is None:  # no cut-off, no risk groups
+                continue
             groups = np.where(probabilities[name] >= model.cutoff, "high", "low")[known]
             result = km_by_groups(t[known], e[known].astype(int), groups, os.path.join(out_dir, f"km_{name}_{outcome}.png"),
                                   f"{name} groups at {model.cutoff:g}: {ylabel}", notice, ylabel)

@@ -544,7 +544,7 @@ def evaluate_binary_entries(main, comparators, data, n_bootstrap=1000, seed=0, n
     y = label[labelled_mask].astype(int).to_numpy()
     predictions = main.model.predict(labelled)
     p = predictions["probability"].to_numpy(dtype=float)
-    cutoff = float(main.model.cutoff)
+    cutoff = None if main.model.cutoff is None else float(main.model.cutoff)
     result = binary_metrics(y, p, cutoff, n_bootstrap, seed)
     out = {"cases_total": len(data.table), "cases": int(len(y)), "events": int(y.sum()), "outcome": outcome,
            "left_out": [f"{int((~labelled_mask).sum())} case(s) without the outcome left out"] if (~labelled_mask).any()
@@ -559,8 +559,12 @@ def evaluate_binary_entries(main, comparators, data, n_bootstrap=1000, seed=0, n
                               ("specificity", result["tn"], result["tn"] + result["fp"]),
                               ("positive predictive value", result["tp"], result["tp"] + result["fp"]),
                               ("negative predictive value", result["tn"], result["tn"] + result["fn"])):
+        if cutoff is None:  # a published score without a cut-off (Model_CS): no threshold statistics
+            break
         out["metrics"].append(_metric(f"{name} at {cutoff:g}", hits / total if total else np.nan,
                                       wilson_interval(hits, total), f"{hits} / {total}; Wilson 95% CI"))
+    if cutoff is None:
+        out["metrics"].append(_metric("cut-off", np.nan, note=getattr(main.model, "cutoff_rule", "none")))
     brier = bootstrap_interval(lambda idx: float(np.mean((p[idx] - y[idx]) ** 2)), len(y), n_bootstrap, seed)
     out["metrics"].append(_metric("Brier score", result["brier"], brier, "bootstrap 95% CI; lower is better"))
     table, _ = M.calibration_binary(y, p, groups=5)

@@ -276,11 +276,16 @@ def unit_square_figure(lines, xlabel, ylabel, title, notice, legend="lower right
 
 
 def roc_figure(label, probability, cutoff, auc, title, notice):
-    """The ROC curve with ``auc`` (value, lower, upper) in its legend and the point of the cut-off."""
+    """The ROC curve with ``auc`` (value, lower, upper) in its legend and the point of the cut-off; a model
+    without one (the published Model_CS) shows the Youden point of these very cases instead, named so."""
     fpr, tpr, _ = M.roc_curve(label, probability)
-    at = M.threshold_summary(label, probability, cutoff)
-    return unit_square_figure([(fpr, tpr, "-", f"AUC {auc[0]:.3f} ({auc[1]:.3f}-{auc[2]:.3f})"),
-                               (1 - at["specificity"], at["sensitivity"], "o", f"cut-off {cutoff:g}")],
+    if cutoff is None:
+        point, sensitivity, specificity = M.youden_cutoff(label, probability)
+        marker = (1 - specificity, sensitivity, "s", f"no cut-off; Youden point of these cases {point:.3g}")
+    else:
+        at = M.threshold_summary(label, probability, cutoff)
+        marker = (1 - at["specificity"], at["sensitivity"], "o", f"cut-off {cutoff:g}")
+    return unit_square_figure([(fpr, tpr, "-", f"AUC {auc[0]:.3f} ({auc[1]:.3f}-{auc[2]:.3f})"), marker],
                               "1 - specificity", "sensitivity", title, notice)
 
 
@@ -429,7 +434,7 @@ def plot_nomogram(model, path, notice):
 
 def plot_logistic_nomogram(model, path, notice):
     """Points nomogram of Model_CSD: the clinical-semantic score and Model_D's probability (on its logit scale)
-    to points, total points to the probability of aggressive progression, with the 0.28 high-risk cut-off."""
+    to points, total points to the probability of aggressive progression, with the model's high-risk cut-off."""
     plt = _pyplot()
     c = model.coefficients
     cs_low, cs_high = model.info["cs_score_range"]
@@ -457,12 +462,14 @@ def plot_logistic_nomogram(model, path, notice):
     axis("Total points", totals, [f"{v:.0f}" for v in totals])
     grid = np.linspace(0, total_max, 400)
     probability = 1.0 / (1.0 + np.exp(-(lp_min + grid / scale)))
-    marks = [p for p in (0.02, 0.05, 0.1, 0.2, 0.28, 0.4, 0.6, 0.8, 0.9, 0.95, 0.98)
-             if probability.min() <= p <= probability.max()]
+    marks = [p for p in (0.02, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 0.9, 0.95, 0.98)
+             if probability.min() <= p <= probability.max() and abs(p - (model.cutoff or -1)) > 0.03]
     if len(marks) < 2:  # a narrow range: evenly spaced marks within it
         marks = sorted({float(f"{p:.2g}") for p in np.linspace(probability.min(), probability.max(), 5)})
+    if model.cutoff is not None and probability.min() <= model.cutoff <= probability.max():
+        marks = sorted(set(marks) | {model.cutoff})
     axis("P(aggressive progression)", [float(np.interp(p, probability, grid)) for p in marks],
-         [f"{p:g}" + (" (cut-off)" if p == model.cutoff else "") for p in marks])
+         [f"{p:.2g} (cut-off)" if p == model.cutoff else f"{p:g}" for p in marks])
     ax.set_xlim(-40, max(110, total_max + 5))
     ax.set_ylim(y - 1, 6.5)
     ax.axis("off")
@@ -474,12 +481,22 @@ DECISION_THRESHOLDS = np.round(np.arange(0.01, 1.0, 0.01), 2)
 
 
 def binary_metrics(label, probability, cutoff, n_bootstrap=1000, seed=0):
-    """AUC with DeLong and bootstrap 95% CIs, the cut-off summary and the Brier score, as one flat dict."""
+    """AUC with DeLong and bootstrap 95% CIs, the cut-off summary and the Brier score, as one flat dict.
+    ``cutoff`` None (a published score without one, Model_CS): the threshold statistics are NaN, and the Youden
+    point of these very cases is given instead (``youden_*_these_cases``; optimistic, chosen on the data it is
+    measured on)."""
     auc, lower, upper = M.roc_auc_ci(label, probability)
     _, b_lower, b_upper = M.roc_auc_ci(label, probability, method="bootstrap", n_bootstrap=n_bootstrap, seed=seed)
     out = {"cases": int(len(label)), "positives": int(np.sum(label)), "auc": auc, "auc_delong_lower": lower,
            "auc_delong_upper": upper, "auc_bootstrap_lower": b_lower, "auc_bootstrap_upper": b_upper}
-    out.update({k: v for k, v in M.threshold_summary(label, probability, cutoff).items()})
+    if cutoff is None:
+        summary = M.threshold_summary(label, probability, 0.5)
+        out.update({k: (np.nan if k in ("tp", "fp", "tn", "fn") else np.nan) for k in summary})
+        point, sensitivity, specificity = M.youden_cutoff(label, probability)
+        out.update(youden_cutoff_these_cases=point, youden_sensitivity_these_cases=sensitivity,
+                   youden_specificity_these_cases=specificity)
+    else:
+        out.update({k: v for k, v in M.threshold_summary(label, probability, cutoff).items()})
     out["brier"] = float(np.mean((np.asarray(probability) - np.asarray(label)) ** 2))
     return out
 

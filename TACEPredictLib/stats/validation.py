@@ -259,10 +259,11 @@ def run_mrecist_validation(manifest_path, features_dir, out_dir, seed=0, test_fr
 
 def run_aggressive_validation(manifest_path, features_dir, out_dir, seed=0, test_fraction=0.3, n_bootstrap=1000,
                               log=print):
-    """Seed 004 on the same split: Model_CS (published, untrained), Model_D and Model_CSD (trained), each
-    evaluated on the held-out cases; DeLong, NRI (continuous and at 0.28) and IDI against Model_CS; Kaplan-Meier
-    of time to aggressive progression and of OS by Model_CSD's 0.28 risk groups. Returns ``(table, summary)``."""
-    from ..models.aggressive_progression import ClinicalSemanticScore, HIGH_RISK_CUTOFF
+    """Paper 004 on the same split: Model_CS (published, untrained), Model_D and Model_CSD (trained by the
+    paper's procedure: Model_CS derived on the training split), each evaluated on the held-out cases; DeLong, NRI
+    (continuous and at Model_CSD's Youden cut-off) and IDI against Model_CS; Kaplan-Meier of time to aggressive
+    progression and of OS by Model_CSD's risk groups. Returns ``(table, summary)``."""
+    from ..models.aggressive_progression import ClinicalSemanticScore
     from .compare import compare_models
     from .reports import evaluate_binary, report_notice
     os.makedirs(out_dir, exist_ok=True)
@@ -289,7 +290,7 @@ def run_aggressive_validation(manifest_path, features_dir, out_dir, seed=0, test
     # map through `tacepredict compare`
     table, compare_summary = compare_models(
         models_, test, out_dir, references=["clinical-semantic"], n_bootstrap=n_bootstrap, seed=seed,
-        predictions=predictions, nri_cutoffs=[HIGH_RISK_CUTOFF], notice=report_notice(csd, test), log=None)
+        predictions=predictions, nri_cutoffs=[csd.cutoff], notice=report_notice(csd, test), log=None)
     best = compare_summary["best"]
     km = compare_summary["kaplan_meier"].get("csd", {})
     log(f"  Model_CSD vs Model_CS: DeLong p {table.set_index('model').loc['csd', 'delong_p_vs_reference']:.3g}; "
@@ -305,6 +306,7 @@ def run_aggressive_validation(manifest_path, features_dir, out_dir, seed=0, test
     summary = {"train_cases": len(train.table), "test_cases": len(label), "test_events": int(label.sum()),
                "ground_truth": summary_truth if truth is not None else {},
                "best": best, "train_seconds": seconds, "csd_coefficients": csd.coefficients,
+               "csd_cutoff": csd.cutoff, "csd_cutoff_rule": csd.cutoff_rule,
                "csd_info": {k: v for k, v in csd.info.items() if k != "model_d"}, "kaplan_meier": km,
                "synthetic": train.synthetic}
     _write_summary(out_dir, table, summary)
