@@ -246,9 +246,12 @@ def test_noisy_many_levels_with_holes():
 
 
 @needs_pyradiomics
-def test_zone_labelling_of_winding_zones():
+@pytest.mark.parametrize("cpu_scipy", [False, True], ids=["union-find", "scipy"])
+def test_zone_labelling_of_winding_zones(monkeypatch, cpu_scipy):
     """Zones that wind back and forth through the volume (the union-find needs several hooking rounds) beside
-    single-voxel zones, one zone crossing between slices."""
+    single-voxel zones, one zone crossing between slices; with both zone labellings of the CPU."""
+    from TACEPredictLib.imaging.torch_radiomics import glszm
+    monkeypatch.setattr(glszm, "CPU_SCIPY", cpu_scipy)
     n = 16
     level = np.full((4, n, n), 200.0)
     for z in (1, 2):
@@ -261,6 +264,34 @@ def test_zone_labelling_of_winding_zones():
     level[3, 1::2, 1::2] = 10.0
     _assert_parity([(_image(level), _image(np.ones_like(level, dtype=np.uint8)))], {"binWidth": 25},
                    classes=("glszm",))
+
+
+@pytest.mark.parametrize("settings", [{}, {"force2D": True, "force2Ddimension": 0}], ids=["3D", "force2D"])
+def test_scipy_zones_are_the_union_find_zones(settings):
+    """The CPU's scipy labelling and the union-find of every other device find the same zones (image, gray
+    level, size), on smooth, noisy and holed images of several levels in one batch."""
+    from TACEPredictLib.imaging.torch_radiomics import glszm
+    rng = np.random.default_rng(7)
+    shape = (9, 14, 13)
+    z, y, x = np.meshgrid(*[np.arange(n) for n in shape], indexing="ij")
+    smooth = 1 + ((z + y + 2 * x) // 6) % 5
+    noisy = rng.integers(1, 8, shape)
+    sparse = rng.integers(1, 40, shape)
+    binned = torch.as_tensor(np.stack([smooth, noisy, sparse]), dtype=torch.int64)
+    mask = torch.as_tensor(rng.random(shape) < 0.8)
+    prep = texture.prepare(binned, mask)
+    chunk = texture.Chunk(prep, 0, prep.batch)
+    angles = generate_angles([1], settings.get("force2D", False), settings.get("force2Ddimension", 0))
+    fast = glszm.counts_scipy(chunk, angles)
+    labels = glszm.zone_labels(texture.Chunk(prep, 0, prep.batch), angles)
+    assert int(labels.unique().numel()) > 100              # many zones, not a trivial case
+    key = lambda zones: torch.sort((zones[0] * 100 + zones[1]) * 10 ** 6 + zones[2]).values  # noqa: E731
+    nvox = chunk.numel // chunk.nb
+    gflat = chunk.g.reshape(-1)
+    size = torch.bincount(labels, minlength=labels.numel())
+    roots = torch.nonzero((gflat > 0) & (labels == torch.arange(labels.numel()))).flatten()
+    slow = (roots // nvox, gflat[roots].to(torch.int64), size[roots])
+    assert torch.equal(key(fast), key(slow))
 
 
 @needs_pyradiomics

@@ -326,13 +326,11 @@ class TorchRadiomicsExtractor:
                     sub = binned.index_select(0, torch.as_tensor(members, device=device))
                 else:
                     sub = binned
-                if self.profile:
-                    parts = {}
-                    for cls, names in texture:
-                        timer.start(cls)
-                        parts.update(texture_features(sub, roi, {cls: names}, group_settings, spacing))
-                else:
-                    parts = texture_features(sub, roi, dict(texture), group_settings, spacing)
+                # one call for all classes (they share the cropped batch and the neighbour comparisons); when
+                # profiling, the shared cropping counts as discretisation and each class' work as its own stage
+                timer.start("discretise")
+                parts = texture_features(sub, roi, dict(texture), group_settings, spacing,
+                                         timer=timer.start if self.profile else None)
                 flat = [(cls, feature, tensor) for cls, by_name in parts.items()
                         for feature, tensor in by_name.items()]
                 if not flat:

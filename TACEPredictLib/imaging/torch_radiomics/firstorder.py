@@ -35,6 +35,15 @@ def _lerp(a, b, t):
     return torch.where(t >= 0.5, high, low)
 
 
+def _sort_rows(values):
+    """Each row of ``values [B, N]`` in increasing order. On the CPU numpy's sort (vectorised, about 5x faster
+    than torch's there on one thread; the sort was most of first order's time); torch's on other devices. A sort
+    is a sort: the same values in the same order either way."""
+    if values.device.type == "cpu":
+        return torch.from_numpy(np.sort(values.numpy(), axis=1))
+    return torch.sort(values, dim=1).values
+
+
 def _percentile(sorted_values, q):
     """numpy.percentile(..., q, method='linear') along dim 1 of already sorted values."""
     n = sorted_values.shape[1]
@@ -49,10 +58,25 @@ def _percentile(sorted_values, q):
     return _lerp(a, b, t)
 
 
+#: On the CPU, images are processed a few at a time so that every temporary stays under ~2 MB: larger blocks
+#: are fresh memory maps for the allocator, and their page faults cost more than the arithmetic (first order
+#: of 13 images of a 10 cm lesion: 0.97 s of CPU in one block, 0.36 s one image at a time).
+CPU_BLOCK_BYTES = 2 * 2 ** 20
+
+
 def firstorder_features(values, binned, names, shift, voxel_volume, levels=None):
     """{feature name: tensor [B]} for the requested ``names`` (pyradiomics' firstorder names). ``levels``: an
     upper bound of the gray levels (the longest bin-edge list + 1), known on the host, which saves reading
     ``binned.max()`` back from the device."""
+    rows = max(1, CPU_BLOCK_BYTES // max(1, values.shape[1] * values.element_size()))
+    if values.device.type != "cpu" or rows >= values.shape[0]:
+        return _firstorder(values, binned, names, shift, voxel_volume, levels)
+    parts = [_firstorder(values[b0:b0 + rows], binned[b0:b0 + rows], names, shift[b0:b0 + rows], voxel_volume,
+                         levels) for b0 in range(0, values.shape[0], rows)]
+    return {name: torch.cat([part[name] for part in parts]) for name in parts[0]}
+
+
+def _firstorder(values, binned, names, shift, voxel_volume, levels=None):
     names = list(names)
     out = {}
     n = values.shape[1]
@@ -66,7 +90,7 @@ def firstorder_features(values, binned, names, shift, voxel_volume, levels=None)
     sorted_values = None
     if need & {"10Percentile", "90Percentile", "InterquartileRange", "Median", "RobustMeanAbsoluteDeviation",
                "Minimum", "Maximum", "Range"}:
-        sorted_values = torch.sort(values, dim=1).values
+        sorted_values = _sort_rows(values)
     percentiles = {}
 
     def percentile(q):

@@ -11,6 +11,10 @@ for all images at once. Labelling is a vectorised union-find that runs the same 
    followed again and only the edges still open are kept. Blob-like zones finish after step 1, irregular ones
    after a few rounds (4 on 13 generated 10 cm lesions; a test winds zones back and forth to need more).
 
+On the CPU (3D zones) ``scipy.ndimage.label`` of each gray level in that level's bounding box replaces the
+union-find (:func:`counts_scipy`, 1.5-3x faster on one thread); connected components are unique, so both give
+the same zones (``Testing/test_torch_radiomics_texture.py::test_scipy_zones_are_the_union_find_zones``).
+
 A zone is then (image, gray level, number of voxels under its root); the features only need sums over zones and
 the zone histograms per gray level, per size and per (gray level, size).
 """
@@ -81,10 +85,56 @@ def zone_labels(chunk, angles):
     return parent
 
 
+def _structure(angles):
+    """scipy.ndimage's connectivity structure of the angles (and their opposites)."""
+    structure = np.zeros((3, 3, 3), dtype=bool)
+    structure[1, 1, 1] = True
+    for a in angles:
+        structure[tuple(1 + o for o in a)] = True
+        structure[tuple(1 - o for o in a)] = True
+    return structure
+
+
+def counts_scipy(chunk, angles):
+    """The CPU fast path: ``scipy.ndimage.label`` of each gray level in the bounding box of that level, per
+    image. The zones are the same sets of voxels as :func:`zone_labels`' (connected components are unique), so
+    the zone list is identical up to its order; only the order of the floating-point sums over zones can differ
+    (~1e-16 relative). About 1.6x faster than the union-find on one CPU thread (13 images of a 10 cm lesion:
+    1.9 s against 3.0 s of CPU)."""
+    from scipy import ndimage
+    structure = _structure(angles)
+    g = chunk.g.numpy()
+    zb, zg, zs = [], [], []
+    for i in range(chunk.nb):
+        image = g[i]
+        for level, box in enumerate(ndimage.find_objects(image), start=1):
+            if box is None:
+                continue
+            labels, count = ndimage.label(image[box] == level, structure=structure)
+            sizes = np.bincount(labels.ravel(), minlength=count + 1)[1:]
+            zb.append(np.full(count, chunk.b0 + i, dtype=np.int64))
+            zg.append(np.full(count, level, dtype=np.int64))
+            zs.append(sizes.astype(np.int64))
+    if not zs:
+        empty = torch.zeros(0, dtype=torch.int64)
+        return empty, empty, empty
+    return tuple(torch.from_numpy(np.concatenate(v)) for v in (zb, zg, zs))
+
+
+#: Use :func:`counts_scipy` on the CPU for 3D zones (when scipy is importable). The union-find stays the path
+#: of every other device and of ``force2D`` (where scipy was not faster); the tests compare the two.
+CPU_SCIPY = True
+
+
 def counts(chunk, settings):
     """Zones of a chunk: (image index in the batch, gray level, size), int64 vectors."""
     angles = tx.generate_angles([1], settings.get("force2D", False), settings.get("force2Ddimension", 0),
                                 bidirectional=False)
+    if CPU_SCIPY and chunk.device.type == "cpu" and not settings.get("force2D", False):  # 2D: no faster
+        try:
+            return counts_scipy(chunk, angles)
+        except ImportError:
+            pass
     labels = zone_labels(chunk, angles)
     nvox = chunk.numel // chunk.nb
     gflat = chunk.g.reshape(-1)
