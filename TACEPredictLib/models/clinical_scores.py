@@ -31,9 +31,7 @@ import numpy as np
 import pandas as pd
 
 from .. import RESEARCH_USE_NOTICE, InputError
-from ..data.manifest import COLUMNS, _unit_hint, normalise_value
-
-CHILD_PUGH_CLASS_SCORES = {"A": (5, 6), "B": (7, 8, 9), "C": tuple(range(10, 16))}
+from ..data.manifest import CHILD_PUGH_CLASS_SCORES, COLUMNS, _unit_hint, normalise_value
 
 
 def _case_ids(table):
