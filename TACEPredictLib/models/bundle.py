@@ -88,11 +88,13 @@ def provenance_text(info):
             f"{data}: {training.get('cases', '?')} cases, {training.get('events', '?')} events")
     metrics = info.get("metrics") or {}
     shown = [f"{k} {v:.3f}" for k, v in metrics.items() if isinstance(v, (int, float)) and np.isfinite(v)][:4]
-    return text + (f"; {', '.join(shown)}" if shown else "")
+    return text + (f"; {', '.join(shown)}" if shown else "") + (f"; {info['method']}" if info.get("method") else "")
 
 
-def save_bundle(directory, task, kind, params, training, metrics=None, tensors=None, seed=None, settings=None):
-    """Write a bundle; ``training`` summarises the training cohort (cases, events, cohort, synthetic)."""
+def save_bundle(directory, task, kind, params, training, metrics=None, tensors=None, seed=None, settings=None,
+                method=None):
+    """Write a bundle; ``training`` summarises the training cohort (cases, events, cohort, synthetic);
+    ``method``: the published method and how this model departs from it, one line (part of the provenance)."""
     os.makedirs(directory, exist_ok=True)
     files = {}
     _write_json(os.path.join(directory, PARAMS_FILE), params)
@@ -111,6 +113,8 @@ def save_bundle(directory, task, kind, params, training, metrics=None, tensors=N
         "notice": RESEARCH_USE_NOTICE + (" " + SYNTHETIC_DATA_NOTICE if training.get("synthetic") else ""),
         "integrity": UNSIGNED,
     }
+    if method:
+        info["method"] = method
     info["provenance"] = provenance_text(info)
     _write_json(os.path.join(directory, MANIFEST_FILE), info)
     seal_bundle(directory)

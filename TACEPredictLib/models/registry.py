@@ -195,11 +195,24 @@ def train(task, kind, data, seed=0, **options):
     return model, messages
 
 
+def method_line(model):
+    """The paper a model implements, for its provenance: the model's own ``method_notes()`` (the paper and how
+    this model departs from it) when it has one, else the declared paper's citation; "" for a comparator."""
+    if hasattr(model, "method_notes"):
+        return model.method_notes()
+    try:
+        spec = model_spec(model.task, model.kind)
+    except InputError:
+        return ""
+    return f"method: {spec.title} ({PAPERS[spec.paper]})" if spec.paper else ""
+
+
 def save(model, directory, data, seed, settings=None, metrics=None, input_warnings=()):
     training = training_summary(data, model.task)
     info = save_bundle(directory, model.task, model.kind, model.params(), training, metrics=metrics,
                        tensors=model.tensors(), seed=seed,
-                       settings={**(settings or {}), "input_warnings": list(input_warnings)})
+                       settings={**(settings or {}), "input_warnings": list(input_warnings)},
+                       method=method_line(model) or None)
     for name, table in model.tables().items():
         if len(table):
             table.to_csv(os.path.join(directory, f"{name}.csv"), index=False)
@@ -226,6 +239,8 @@ def load(directory, public_key=None):
         raise InputError(f"{os.path.join(directory, PARAMS_FILE)} {what}", column="--model",
                          fix="re-copy the whole bundle folder, or re-train the model") from None
     model.provenance = info["provenance"]
+    if "method" not in info and method_line(model):  # a bundle written before provenance named its paper
+        model.provenance += "; " + method_line(model)
     model.notice = info.get("notice") or (RESEARCH_USE_NOTICE + (" " + SYNTHETIC_DATA_NOTICE
                                                                   if info["training"].get("synthetic") else ""))
     return model, info

@@ -746,9 +746,9 @@ def evaluate_binary_entries(main, comparators, data, n_bootstrap=1000, seed=0, n
 ZHANG_2020 = ("Zhang L, Xia W, Yan Z-P, et al. Deep learning predicts overall survival of patients with unresectable "
               "hepatocellular carcinoma treated by transarterial chemoembolization plus sorafenib. Front Oncol "
               "2020;10:593292. doi:10.3389/fonc.2020.593292")
-SUN_2024 = ("Sun Z, Li X, Liang H, Shi Z, Ren H. A deep learning model combining multimodal factors to predict the "
-            "overall survival of transarterial chemoembolization. J Hepatocell Carcinoma 2024;11:385-397. "
-            "doi:10.2147/JHC.S443660")
+SUN_2024 = ("Sun Z, Li X, Liang H, Shi Z, Ren H. A Deep Learning Model Combining Multimodal Factors to Predict the "
+            "Overall Survival of Transarterial Chemoembolization. J Hepatocell Carcinoma 2024;11:385-397. "
+            "doi:10.2147/JHC.S443660")  # as printed (models.registry.PAPERS["001"])
 PENG_2021 = ("Peng J, Huang J, Huang G, Zhang J. Predicting the initial treatment response to transarterial "
              "chemoembolization in intermediate-stage hepatocellular carcinoma by the integration of radiomics and "
              "deep learning. Front Oncol 2021;11:730282. doi:10.3389/fonc.2021.730282")
