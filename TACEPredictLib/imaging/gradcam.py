@@ -114,11 +114,15 @@ def _case_of(data, phases, register):
     return load_case(manifest, data.table.iloc[0], list(phases), register)
 
 
-def dlop_heatmaps(model, data, extraction, device="cpu"):
+def dlop_heatmaps(model, data, extraction, device="cpu", target="risk"):
     """Grad-CAM of DLOP-Combin's predicted 3-year death (log-odds) per phase, through the whole network (module
     docstring), on the whole grid of the case's reference CT. ``data``: the one-case cohort (its clinical values
     enter the fusion head); ``extraction``: the bundle's ``feature_extraction`` settings (frozen features: the
-    backbone's weights, sampling and normalisation; a fine-tuned model reads seed 001's z-scored centre patch)."""
+    backbone's weights, sampling and normalisation; a fine-tuned model reads seed 001's z-scored centre patch).
+    ``target``: ``risk`` (bright = raises the 3-year death probability, as the signature maps) or ``survival``
+    (bright = raises 3-year survival, paper 001's Figure 6 convention: the negated log-odds)."""
+    if target not in ("risk", "survival"):
+        raise InputError(f"unknown Grad-CAM target {target!r}", column="target", fix="use risk or survival")
     import copy
 
     import torch
@@ -174,6 +178,7 @@ def dlop_heatmaps(model, data, extraction, device="cpu"):
     if net.clinical is not None:
         clinical = torch.as_tensor(model._clinical_inputs(data, warn=False), device=device)
     sign = float(model.cox["coef"][0]) if model.variant == "ct-cox" else 1.0
+    sign = -sign if target == "survival" else sign
 
     class PhaseRisk(torch.nn.Module):
         """One phase's patches -> the model's 3-year death log-odds (the same value for every patch)."""
