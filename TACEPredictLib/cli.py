@@ -591,8 +591,9 @@ def build_parser():
     p.add_argument("--variant", default=None,
                    help="nomogram: integrated (default) or clinical; dlop: combined (default), ct-only, ct-cox; "
                         "csd: refit (default: Model_CS derived on this cohort) or published-cs")
-    p.add_argument("--family", default=None,
-                   help="feature family (default: signature/nomogram densenet121, dlop resnet50, lasso-cox radiomics)")
+    p.add_argument("--family", "--backbone", dest="family", default=None,
+                   help="feature family (default: signature/nomogram densenet121, dlop resnet101 as published, "
+                        "lasso-cox radiomics); dlop --backbone resnet50 is the named CPU-time departure")
     p.add_argument("--p-threshold", type=float, default=None,
                    help="univariate Cox screen, or Model_CS's univariate logistic screen (default 0.05)")
     p.add_argument("--covariates", default=None,

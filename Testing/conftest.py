@@ -46,7 +46,7 @@ def write_manifest(folder, rows):
 
 
 def write_survival_cohort(folder, cases=200, seed=0, families=(("densenet121", 24), ("resnet50", 32),
-                                                                ("radiomics", 30))):
+                                                                ("radiomics", 30), ("resnet101", 32))):
     """A clinical manifest (no images) with a known Cox structure, and an extraction folder whose features carry
     two latent image factors. OS hazard: log HR 0.8 PVI + 0.6 [Child-Pugh B] + 0.4 (log10 AFP - 1.6)
     + 0.9 u1 + 0.7 u2; u1 and u2 are only visible through the image features. Returns (manifest, features)."""

@@ -77,6 +77,18 @@ def _logistic(x):
     return 1.0 / (1.0 + np.exp(-x))
 
 
+def child_pugh_score(c, rng):
+    """A Child-Pugh score within the case's class: the bilirubin and albumin points the case's values give
+    (bilirubin < 34 / 34-50 / > 50 umol/L, albumin > 35 / 28-35 / < 28 g/L: 1-3 points each) plus 3-5 points
+    drawn for INR, ascites and encephalopathy, clipped to the class (A 5-6, B 7-9). Drawn from its own random
+    stream, so that every other column is what it was before the score was added."""
+    bilirubin, albumin = c["bilirubin_umol_l"], c["albumin_g_l"]
+    points = (1 if bilirubin < 34 else 2 if bilirubin <= 50 else 3) + (1 if albumin > 35 else 2 if albumin >= 28 else 3)
+    points += 3 + int(rng.choice([0, 1, 2], p=[0.6, 0.3, 0.1]))
+    low, high = (5, 6) if c["child_pugh"] == "A" else (7, 9)
+    return int(np.clip(points, low, high))
+
+
 def draw_case(case_index, seed):
     """Latent attributes and clinical variables of one case (no images)."""
     rng = np.random.default_rng([seed, case_index, 1])
@@ -104,6 +116,7 @@ def draw_case(case_index, seed):
     alt = np.exp(rng.normal(np.log(40), 0.5))
     c["alt_u_l"] = round(float(alt), 0)
     c["ast_u_l"] = round(float(alt * np.exp(rng.normal(0.25, 0.3))), 0)
+    c["child_pugh_score"] = child_pugh_score(c, np.random.default_rng([seed, case_index, 5]))
     c["ecog"] = int(rng.choice([0, 1, 2], p=[0.6, 0.3, 0.1]))
     log_afp = 1.6 + 0.45 * zs + 0.35 * latent["zh"] + rng.normal(0, 0.9)
     c["afp_ng_ml"] = round(float(10 ** np.clip(log_afp, 0.3, 5.5)), 1)
@@ -343,7 +356,7 @@ def generate_case(case_index, seed, out_dir):
 
 
 MANIFEST_ORDER = ["case_id", "ct_ap", "ct_pvp", "ct_dp", "seg", "seg_label", "seg_r2", "age", "sex", "bclc",
-                  "child_pugh", "ecog", "afp_ng_ml", "alt_u_l", "ast_u_l", "albumin_g_l", "bilirubin_umol_l",
+                  "child_pugh", "child_pugh_score", "ecog", "afp_ng_ml", "alt_u_l", "ast_u_l", "albumin_g_l", "bilirubin_umol_l",
                   "albi_grade", "tumor_size_mm", "tumor_number", "cirrhosis", "hbv", "mvi", "portal_vein_invasion",
                   "fusion_lesion", "capsule", "nodule_in_nodule", "os_days", "os_event", "ttp_days",
                   "progression_event", "response", "aggressive_pd", "aggressive_pd_days"]

@@ -81,6 +81,8 @@ COLUMNS = {c.name: c for c in [
 CLINICAL_COLUMNS = tuple(name for name in list(COLUMNS)[list(COLUMNS).index("age"):list(COLUMNS).index("os_days")])
 
 # Time / event pairs: one without the other is an error.
+CHILD_PUGH_CLASS_SCORES = {"A": (5, 6), "B": (7, 8, 9), "C": tuple(range(10, 16))}
+
 OUTCOME_PAIRS = (("os_days", "os_event"), ("ttp_days", "progression_event"),
                  ("aggressive_pd_days", "aggressive_pd"))
 
@@ -236,6 +238,16 @@ def check_table(table):
             problems.append(Problem("error", None, "tumor_size_mm",
                                     f"median {sizes.median():g} and maximum {sizes.max():g}: the whole column "
                                     "looks like cm, not mm", "multiply the column by 10"))
+
+    if "child_pugh_score" in table.columns and "child_pugh" in table.columns:
+        reported = {(p.case_id, p.column) for p in problems}
+        for case_id, score, klass in zip(ids, table["child_pugh_score"], table["child_pugh"]):
+            if _is_missing(score) or _is_missing(klass) or (case_id, "child_pugh_score") in reported:
+                continue
+            if int(score) not in CHILD_PUGH_CLASS_SCORES.get(klass, ()):
+                problems.append(Problem("error", case_id, "child_pugh_score",
+                                        f"Child-Pugh score {int(score)} does not belong to class {klass}",
+                                        "class A is 5-6 points, B 7-9, C 10-15: correct one of the two"))
 
     for time_col, event_col in OUTCOME_PAIRS:
         has_time, has_event = time_col in table.columns, event_col in table.columns

@@ -88,7 +88,8 @@ def provenance_text(info):
             f"{data}: {training.get('cases', '?')} cases, {training.get('events', '?')} events")
     metrics = info.get("metrics") or {}
     shown = [f"{k} {v:.3f}" for k, v in metrics.items() if isinstance(v, (int, float)) and np.isfinite(v)][:4]
-    return text + (f"; {', '.join(shown)}" if shown else "") + citation_text(info.get("paper"))
+    return (text + (f"; {', '.join(shown)}" if shown else "") + (f"; {info['method']}" if info.get("method") else "")
+            + citation_text(info.get("paper")))
 
 
 def citation_text(paper):
@@ -98,9 +99,10 @@ def citation_text(paper):
 
 
 def save_bundle(directory, task, kind, params, training, metrics=None, tensors=None, seed=None, settings=None,
-                paper=None):
+                paper=None, method=None):
     """Write a bundle; ``training`` summarises the training cohort (cases, events, cohort, synthetic); ``paper``:
-    the citation of the method's paper (``registry.PAPERS``), stored as ``paper`` and named in the provenance."""
+    the citation of the method's paper (``registry.PAPERS``), stored as ``paper`` and named in the provenance;
+    ``method``: one line on how this model departs from the paper's method (its ``method_notes()``), if it says."""
     os.makedirs(directory, exist_ok=True)
     files = {}
     _write_json(os.path.join(directory, PARAMS_FILE), params)
@@ -114,7 +116,7 @@ def save_bundle(directory, task, kind, params, training, metrics=None, tensors=N
     info = {
         "format": FORMAT, "format_version": FORMAT_VERSION, "task": task, "kind": kind,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "seed": seed, "paper": paper, "settings": settings or {}, "training": training, "metrics": metrics or {},
+        "seed": seed, "paper": paper, "method": method, "settings": settings or {}, "training": training, "metrics": metrics or {},
         "library_versions": _library_versions(), "files": files,
         "notice": RESEARCH_USE_NOTICE + (" " + SYNTHETIC_DATA_NOTICE if training.get("synthetic") else ""),
         "integrity": UNSIGNED,

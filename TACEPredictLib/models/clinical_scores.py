@@ -33,9 +33,7 @@ import numpy as np
 import pandas as pd
 
 from .. import RESEARCH_USE_NOTICE, InputError
-from ..data.manifest import COLUMNS, plausible_values
-
-CHILD_PUGH_CLASS_SCORES = {"A": (5, 6), "B": (7, 8, 9), "C": tuple(range(10, 16))}
+from ..data.manifest import CHILD_PUGH_CLASS_SCORES, COLUMNS, plausible_values
 PUBLISHED_FILE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "Resources",
                               "clinical_scores.json")
 

@@ -1,24 +1,32 @@
 """DLOP-Combin (seed 001): a discrete-time survival network fusing CT and clinical data (research use only).
 
-After Sun Z, Li X, Liang H, Shi Z, Ren H. A deep learning model combining multimodal factors to predict the
-overall survival of transarterial chemoembolization. J Hepatocell Carcinoma 2024;11:385-397
-(doi:10.2147/JHC.S443660), who compared it with a CT-only residual network, a Cox model on the network's score
-plus clinical factors, a radiomics model and a clinical model.
+After Sun Z, Li X, Liang H, Shi Z, Ren H. A Deep Learning Model Combining Multimodal Factors to Predict the
+Overall Survival of Transarterial Chemoembolization. J Hepatocell Carcinoma 2024;11:385-397.
+doi:10.2147/JHC.S443660 (paper 001), who compared it with a CT-only residual network, a Cox model on the
+network's score plus clinical factors, a radiomics model and a clinical model.
 
-- Image branch: a ResNet backbone's pooled features of the arterial and portal phases. By default the
-  backbone is frozen and its features come from the extraction cache (``tacepredict extract --deep resnet50``),
-  which is what runs on a CPU; the features are standardised and projected on their first 32 principal
-  components (thousands of features for ~100 training cases overfit otherwise), then a trainable dense layer
-  maps them to 64. With ``finetune=True``
+- Image branch: a ResNet101 backbone's (the paper's; ``family="resnet50"`` is the named CPU-time departure)
+  2048-d pooled features of the arterial and portal phases. By default the backbone is frozen and its features
+  come from the extraction cache (``tacepredict extract --deep resnet101``), which is what runs on a CPU; the
+  features are standardised and projected on their first 32 principal components (thousands of features for
+  ~100 training cases overfit otherwise), then a trainable dense layer maps them to 64. With ``finetune=True``
   (meant for a GPU) the backbone's last stage is trained too, end to end on the same z-scored 224x224 centre
   patches the extraction uses, read from the manifest's images, with flips as augmentation.
-- Clinical branch: an MLP 16-32-64 on the covariates significant in univariate and then multivariable Cox.
+- Clinical branch: an MLP 16-32-64 on the covariates significant in univariate and then multivariable Cox,
+  screened from the paper's candidate factors (its Table 2) that a manifest holds: ``PAPER_CLINICAL``, among them
+  the post-TACE treatment response (``post_tace_response``: mRECIST CR/PR = 1, SD/PD = 0, from the manifest's
+  ``response``; left out, and said so in the provenance, when the manifest has no ``response``) and Bolondi's
+  BCLC-B sub-stage (``bclc_b_substage``: B1-B4 from ``child_pugh_score``, up-to-seven and ECOG by
+  ``clinical_scores.BCLCBSubstage``; ``outside`` for a case not in BCLC B or outside Bolondi's table).
 - Fusion: the two 64-d embeddings are concatenated into one hazard logit per yearly interval (0-1, 1-2, 2-3,
   3-4 years). Survival to the end of interval k is the product of (1 - hazard) over intervals up to k.
 - Loss: the censored discrete-time likelihood (Gensheimer and Narasimhan 2019): a patient contributes every
   interval they were at risk in; a patient censored in the second half of an interval counts as surviving it.
 - Output: the 3-year survival probability; the risk score is 1 - S(3 years); high / low risk at the Youden
   cut-off of the 3-year death probability on the training cases.
+
+Published settings beside the defaults and every named departure: docs/survival.md ("DLOP-Combin: published
+vs default").
 
 Variants (seed 001's comparators): ``combined`` (the model), ``ct-only`` (image branch alone) and ``ct-cox``
 (a Cox model on the ct-only network's score plus the selected clinical covariates).
@@ -32,7 +40,7 @@ import numpy as np
 import pandas as pd
 
 from .. import InputError
-from ..data.cohort import DEFAULT_CLINICAL, ClinicalEncoder, Standardiser
+from ..data.cohort import ClinicalEncoder, Standardiser
 from ..stats.cox import fit_cox, survival_from_baseline
 from ..stats.metrics import status_at, youden_cutoff
 from ..imaging.sampling import Augmenter
@@ -43,6 +51,44 @@ from .overall_survival import DAYS_PER_YEAR, DEEP_PHASES, HORIZON_YEARS, Surviva
 INTERVAL_YEARS = (1, 2, 3, 4)
 VARIANTS = ("combined", "ct-only", "ct-cox")
 PROJECTION_KEY = "image_projection"  # the principal-component bottleneck of frozen features, in the weights file
+PAPER_BACKBONE = "resnet101"  # "an improved resnet101" (paper 001, Model Construction)
+
+# Covariates derived from manifest columns, as paper 001 enters them (its Table 2).
+RESPONSE_COVARIATE = "post_tace_response"  # mRECIST objective response after TACE: CR/PR 1, SD/PD 0
+BCLC_B_COVARIATE = "bclc_b_substage"  # Bolondi's B1-B4; "outside" when not BCLC B or outside his table
+BCLC_B_OUTSIDE = "outside"
+DERIVED_SOURCES = {RESPONSE_COVARIATE: ("response",),
+                   BCLC_B_COVARIATE: ("bclc", "child_pugh_score", "child_pugh", "ecog", "portal_vein_invasion",
+                                      "tumor_size_mm", "tumor_number")}
+# Paper 001's candidate clinical factors (Table 2, screened by univariate and then multivariable Cox) that a
+# manifest holds, in the paper's order; it also lists portal hypertension, diabetes and tumour location, which
+# the manifest has no column for. Its "Child-Pugh score" is reported as class A vs B-C (Table 1): ``child_pugh``.
+PAPER_CLINICAL = ("age", "sex", "cirrhosis", "hbv", "child_pugh", "afp_ng_ml", "ast_u_l", "alt_u_l", "albumin_g_l",
+                  "bilirubin_umol_l", "tumor_number", "tumor_size_mm", "mvi", "albi_grade", BCLC_B_COVARIATE,
+                  RESPONSE_COVARIATE)
+
+
+def bclc_b_covariate(table):
+    """Bolondi's BCLC-B sub-stage per case (``clinical_scores.BCLCBSubstage``): B1-B4, ``outside`` where the case
+    is not BCLC B or falls outside his table, NaN where missing inputs leave it open. Raises InputError naming
+    the case for a Child-Pugh score that contradicts its class."""
+    from .clinical_scores import BCLCBSubstage
+    frame = BCLCBSubstage().evaluate(table)
+    grade = frame["grade"].astype(object)
+    outside = frame["reason"].str.startswith("outside B1-B4")
+    values = np.where(grade.notna(), grade, np.where(outside, BCLC_B_OUTSIDE, None))
+    return pd.Series([v if v is not None else np.nan for v in values], index=table.index, dtype=object)
+
+
+def with_derived_covariates(table, names):
+    """``table`` with the derived covariates among ``names`` added (those whose source columns it has)."""
+    from ..data.outcomes import objective_response
+    table = table.copy()
+    if RESPONSE_COVARIATE in names and "response" in table.columns:
+        table[RESPONSE_COVARIATE] = objective_response(table).to_numpy(dtype=float)
+    if BCLC_B_COVARIATE in names and "bclc" in table.columns:
+        table[BCLC_B_COVARIATE] = bclc_b_covariate(table).to_numpy()
+    return table
 
 
 def discrete_time_targets(time_days, event, interval_years=INTERVAL_YEARS):
@@ -124,14 +170,15 @@ class DLOPCombin(SurvivalModel):
     kind = "dlop"
     cutoff_rule = "Youden cut-off of the 3-year death probability on the training cases"
 
-    def __init__(self, variant="combined", family="resnet50", phases=DEEP_PHASES, p_threshold=0.05,
+    def __init__(self, variant="combined", family=PAPER_BACKBONE, phases=DEEP_PHASES, p_threshold=0.05,
                  max_epochs=None, patience=None, lr=1e-3, weight_decay=1e-3, device="auto", finetune=False,
                  weights="imagenet", batch_size=16, image_components=32, covariates=None):
         super().__init__()
         if variant not in VARIANTS:
             raise InputError(f"unknown DLOP variant '{variant}'", column="--variant", fix=f"use one of {', '.join(VARIANTS)}")
         self.variant = variant
-        self.candidate_columns = tuple(covariates or DEFAULT_CLINICAL)
+        self.candidate_columns = tuple(covariates or PAPER_CLINICAL)
+        self.inputs_report = {}  # what became of the paper's inputs on the training cohort (provenance)
         self.family = family
         self.phases = tuple(phases)
         self.p_threshold = p_threshold
@@ -191,8 +238,23 @@ class DLOPCombin(SurvivalModel):
                          else len(self.image_scaler.names))
         return _network(image_dim, clinical_dim, len(INTERVAL_YEARS), backbone=backbone)
 
+    def _table(self, data, names=None):
+        """The manifest table with the derived covariates the model reads (``names``: at training, the
+        candidates; otherwise the encoder's source columns). A model trained on a derived covariate needs its
+        source column: its absence is an error naming that column."""
+        if names is None:
+            used = {item["column"] for item in self.encoder.spec
+                    if set(item["names"]) & set(self.clinical_names)} if self.encoder else set()
+            names = [n for n in DERIVED_SOURCES if n in used]
+            for name in names:
+                source = DERIVED_SOURCES[name][0]
+                if source not in data.table.columns:
+                    raise InputError(f"the model uses '{name}', derived from the column '{source}', which this "
+                                     "manifest lacks", column=source, fix=f"add '{source}' to the manifest")
+        return with_derived_covariates(data.table, names)
+
     def _clinical_inputs(self, data, warn=True):
-        design = self.encoder.transform(data.table, warn=warn, names=self.clinical_names)
+        design = self.encoder.transform(self._table(data), warn=warn, names=self.clinical_names)
         return self.clinical_scaler.transform(design[self.clinical_names]).astype(np.float32)
 
     # --- training ---
@@ -210,9 +272,11 @@ class DLOPCombin(SurvivalModel):
                 z = self.image_scaler.transform(wide)
                 _, _, vt = np.linalg.svd(z, full_matrices=False)
                 self.image_projection = vt[:min(self.image_components, len(vt))].T / np.sqrt(z.shape[0])
-        self.encoder = ClinicalEncoder().fit(data.table, self.candidate_columns)
-        design = self.encoder.transform(data.table, warn=False)
+        table = self._table(data, self.candidate_columns)
+        self.encoder = ClinicalEncoder().fit(table, self.candidate_columns)
+        design = self.encoder.transform(table, warn=False)
         self.clinical_names, _ = select_clinical(design, time, event, self.p_threshold)
+        self.inputs_report = self._report_inputs(data.table)
         self.clinical_scaler = Standardiser().fit(design[self.clinical_names])
         image = self._image_inputs(data)
         clinical = self._clinical_inputs(data, warn=False)
@@ -298,6 +362,37 @@ class DLOPCombin(SurvivalModel):
             self.cutoff_rule = "median of the training risk scores (no 3-year deaths and survivors to cut between)"
         return self
 
+    def _report_inputs(self, table):
+        """What became of the backbone and of the paper's two post-hoc inputs on the training cohort."""
+        encoded = {item["column"] for item in self.encoder.spec}
+        selected = {item["column"] for item in self.encoder.spec if set(item["names"]) & set(self.clinical_names)}
+        report = {"backbone": self.family + ("" if self.family == PAPER_BACKBONE
+                                             else f" (named departure; the paper's is {PAPER_BACKBONE})")}
+        for name, what in ((RESPONSE_COVARIATE, "post-TACE response"), (BCLC_B_COVARIATE, "BCLC-B sub-stage")):
+            source = DERIVED_SOURCES[name][0]
+            if name not in self.candidate_columns:
+                report[name] = f"{what} not a candidate (covariates given without it)"
+            elif source not in table.columns:
+                report[name] = (f"{what} absent: the training manifest has no '{source}' column, the model works "
+                                "without it")
+            elif name not in encoded:
+                report[name] = f"{what} not used: missing or constant in the training cases"
+            elif self._uses_network_clinical() or self.variant == "ct-cox":
+                report[name] = f"{what} {'selected' if name in selected else 'not selected'} by the Cox screen"
+            else:
+                report[name] = f"{what} not used: the {self.variant} variant reads no clinical input"
+        return report
+
+    def method_notes(self):
+        """One line for the provenance (the paper's citation follows it): the backbone and what became of the
+        paper's post-hoc inputs."""
+        parts = [self.inputs_report.get(k) for k in ("backbone", RESPONSE_COVARIATE, BCLC_B_COVARIATE)]
+        if not parts[0]:  # a bundle written before the report: its backbone from its parameters
+            parts[0] = self.family + ("" if self.family == PAPER_BACKBONE else
+                                      f" (the paper's is {PAPER_BACKBONE})")
+        parts[0] = "backbone " + parts[0]
+        return "DLOP-Combin as built: " + "; ".join(p for p in parts if p)
+
     # --- prediction ---
     def _hazards(self, data):
         import torch
@@ -323,7 +418,7 @@ class DLOPCombin(SurvivalModel):
         return np.log(p / (1 - p))
 
     def _cox_lp(self, data):
-        design = self.encoder.transform(data.table, names=self.clinical_names)
+        design = self.encoder.transform(self._table(data), names=self.clinical_names)
         X = np.column_stack([self._network_score(data), design[self.clinical_names].to_numpy(dtype=float)])
         return X @ np.asarray(self.cox["coef"])
 
@@ -351,6 +446,7 @@ class DLOPCombin(SurvivalModel):
     def params(self):
         return {"kind": self.kind, "variant": self.variant, "family": self.family, "phases": list(self.phases),
                 "finetune": self.finetune, "backbone_weights": self.backbone_provenance,
+                "candidate_covariates": list(self.candidate_columns), "inputs_report": self.inputs_report,
                 "image_components": self.image_components,
                 "p_threshold": self.p_threshold, "interval_years": list(INTERVAL_YEARS),
                 "image_scaler": self.image_scaler.to_dict(), "encoder": self.encoder.to_dict(),
@@ -376,6 +472,8 @@ class DLOPCombin(SurvivalModel):
         model = cls(params["variant"], params["family"], params["phases"], params["p_threshold"],
                     finetune=params.get("finetune", False), image_components=params.get("image_components"))
         model.backbone_provenance = params.get("backbone_weights")
+        model.candidate_columns = tuple(params.get("candidate_covariates") or model.candidate_columns)
+        model.inputs_report = params.get("inputs_report") or {}
         model.image_scaler = Standardiser.from_dict(params["image_scaler"])
         model.encoder = ClinicalEncoder.from_dict(params["encoder"])
         model.clinical_names = params["clinical_names"]

@@ -239,13 +239,19 @@ def save(model, directory, data, seed, settings=None, metrics=None, input_warnin
     info = save_bundle(directory, model.task, model.kind, model.params(), training, metrics=metrics,
                        tensors=model.tensors(), seed=seed,
                        settings={**(settings or {}), "input_warnings": list(input_warnings)},
-                       paper=paper_of(model.task, model.kind))
+                       paper=paper_of(model.task, model.kind), method=method_notes(model))
     for name, table in model.tables().items():
         if len(table):
             table.to_csv(os.path.join(directory, f"{name}.csv"), index=False)
     seal_bundle(directory)  # the tables too
     model.provenance, model.notice = info["provenance"], info["notice"]
     return info
+
+
+def method_notes(model):
+    """How this model departs from its paper's method, one line for the provenance (its ``method_notes()``,
+    e.g. DLOP-Combin's backbone and what became of its post-hoc inputs); None when the model says nothing."""
+    return model.method_notes() if hasattr(model, "method_notes") else None
 
 
 def paper_of(task, kind):
@@ -277,7 +283,8 @@ def load(directory, public_key=None):
     model.provenance = info["provenance"]
     if not info.get("paper"):  # a bundle written before bundles named their paper: the method's is known here
         from .bundle import citation_text
-        model.provenance += citation_text(PAPERS[spec.paper])
+        notes = method_notes(model)
+        model.provenance += (f"; {notes}" if notes else "") + citation_text(PAPERS[spec.paper])
     model.notice = info.get("notice") or (RESEARCH_USE_NOTICE + (" " + SYNTHETIC_DATA_NOTICE
                                                                   if info["training"].get("synthetic") else ""))
     return model, info

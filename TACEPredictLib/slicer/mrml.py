@@ -308,13 +308,14 @@ def run_case(scene, phases, segmentation=None, segment_id=None, labelmap=None, l
             _bar(chart, scene, "probability")
             nodes["probability_chart"] = chart
         if heatmaps:
-            from ..imaging.gradcam import signature_heatmaps, signature_weights
+            from ..imaging.gradcam import explains, model_heatmaps
+            failed = set(results.loc[results["error"] != "", "model"])  # their error is in the results table
             for model, info in prediction["models"]:
-                if info is None or signature_weights(model) is None:
+                if info is None or model.label in failed or not explains(model):
                     continue
                 heat_start = clock.perf_counter()
-                maps = signature_heatmaps(model, prediction["data"], info["training"].get("feature_extraction"),
-                                          device=device)
+                maps = model_heatmaps(model, prediction["data"], info["training"].get("feature_extraction"),
+                                      device=device)
                 for phase, image in maps.items():
                     name = f"{prefix} Grad-CAM {model.label} {phase}"
                     nodes[f"heatmap {model.label} {phase}"] = image_to_volume(
