@@ -1,7 +1,6 @@
 """DLOP-Combin as published (paper 001): ResNet101 by default, the post-TACE response and Bolondi's BCLC-B
 sub-stage as candidate inputs, the paper's citation in the provenance, and Grad-CAM of its image branch."""
 
-import os
 import warnings
 
 import numpy as np
