@@ -134,7 +134,7 @@ def test_train_command_refits_model_cs_into_a_bundle_that_cites_the_paper(plante
     assert "Deep Learning-Based Prediction of Future Extrahepatic Metastasis" in text
     with open(os.path.join(out, "model.json")) as handle:
         info = json.load(handle)
-    assert info["paper"] == {"key": "004", "citation": PAPERS["004"]}
+    assert info["paper"] == PAPERS["004"]
     for part in ("Fu S, Pan M, Zhang J, et al.", "Deep Learning-Based Prediction of Future Extrahepatic Metastasis "
                  "and Macrovascular Invasion in Hepatocellular Carcinoma", "J Hepatocell Carcinoma"):
         assert part in info["provenance"]
