@@ -425,7 +425,7 @@ def plot_survival_calibration(table, horizon_years, name, notice=""):
     fig, ax = plt.subplots(figsize=(4.6, 4.2))
     ax.plot([0, 1], [0, 1], color="0.6", linestyle="--", label="ideal")
     ax.errorbar(table["predicted"], table["observed"],
-                yerr=[table["observed"] - table["lower"], table["upper"] - table["observed"]], fmt="o-",
+                yerr=np.clip([table["observed"] - table["lower"], table["upper"] - table["observed"]], 0, None), fmt="o-",
                 label="quantile groups (KM, 95% CI)")
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)

@@ -235,7 +235,7 @@ def plot_calibration(table, horizon, path, name, notice):
     fig, ax = plt.subplots(figsize=(4.8, 4.8))
     ax.plot([0, 1], [0, 1], color="0.6", linestyle="--", label="ideal")
     ax.errorbar(table["predicted"], table["observed"],
-                yerr=[table["observed"] - table["lower"], table["upper"] - table["observed"]], fmt="o-",
+                yerr=np.clip([table["observed"] - table["lower"], table["upper"] - table["observed"]], 0, None), fmt="o-",
                 label="groups (KM, 95% CI)")
     ax.set_xlabel(f"predicted {horizon}-year survival")
     ax.set_ylabel(f"observed {horizon}-year survival (Kaplan-Meier)")
@@ -258,7 +258,7 @@ def plot_time_auc(results, path, name, notice):
         if all(f"auc_{y}y_lower" in result for y in HORIZON_YEARS):
             lower = np.array([result[f"auc_{y}y_lower"] for y in HORIZON_YEARS], dtype=float)
             upper = np.array([result[f"auc_{y}y_upper"] for y in HORIZON_YEARS], dtype=float)
-            ax.errorbar(x, values, yerr=[values - lower, upper - values], fmt="o-", capsize=3, label=label)
+            ax.errorbar(x, values, yerr=np.clip([values - lower, upper - values], 0, None), fmt="o-", capsize=3, label=label)
         else:
             ax.plot(x, values, "o-", label=label)
     ax.axhline(0.5, color="0.6", linestyle="--")
