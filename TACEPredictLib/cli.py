@@ -122,13 +122,17 @@ def cmd_demo(args):
     # the tumour fills a small part, their features describe mostly the liver, so the demo samples inside it and
     # keeps absolute HU (the HU window), which a per-patch z-score removes (scripts/compare_deep_settings.py).
     sampling, normalisation = ("centre", "zscore") if weights == "imagenet" else ("inside", "window")
-    print(f"feature extraction: radiomics (ct-fast preset), DenseNet121 and ResNet50 ({weights} weights, {sampling} "
-          f"patches, {normalisation} normalisation) of the arterial and portal phases, and the CNNs' lesion patches")
+    # pyradiomics, as docs/validation.md was measured with; the torch engine agrees to 1e-12
+    # (docs/radiomics_engine.md) and becomes the demo's once validation.md is re-measured with it. Where pyradiomics
+    # is not installed (it does not build on Python 3.12, Slicer 5.10+) the demo runs with the torch engine.
+    from .imaging.radiomics import available as pyradiomics_available
+    engine = "pyradiomics" if pyradiomics_available()[0] else "torch"
+    print(f"feature extraction: radiomics (ct-fast preset, {engine} engine), DenseNet121 and ResNet50 ({weights} "
+          f"weights, {sampling} patches, {normalisation} normalisation) of the arterial and portal phases, and the "
+          "CNNs' lesion patches")
     status |= cmd_extract(argparse.Namespace(
         manifest=manifest, out=features, phases="ct_ap,ct_pvp", register="rigid",
-        # pyradiomics, as docs/validation.md was measured with; the torch engine agrees to 1e-12
-        # (docs/radiomics_engine.md) and becomes the demo's once validation.md is re-measured with it
-        no_radiomics=False, radiomics_params="ct-fast", radiomics_engine="pyradiomics",
+        no_radiomics=False, radiomics_params="ct-fast", radiomics_engine=engine,
         deep=",".join(DEMO_BACKBONES), weights=weights,
         sampling=sampling, normalisation=normalisation, device="auto", precision="auto", icc_cases=30,
         workers=args.workers, dask=None, overwrite=True,

@@ -26,6 +26,9 @@ def test_demo_main_job(tmp_path, capsys):
     text = capsys.readouterr().out
     assert status == 0, text
     assert "RESEARCH USE ONLY" in text
+    # pyradiomics where it is installed (Python 3.11); the torch engine where it is not (Python 3.12, Slicer 5.10+)
+    from TACEPredictLib.imaging import radiomics
+    assert f"ct-fast preset, {'pyradiomics' if radiomics.available()[0] else 'torch'} engine" in text
     assert "cohort/manifest.csv: 0 error(s)" in text
     assert "hcc_tace_seg_manifest.csv: 0 error(s)" in text
     assert len(pd.read_csv(os.path.join(out, "hcc_tace_seg_manifest.csv"))) == 105

@@ -110,6 +110,10 @@ def test_roc_and_youden():
         (0.35, 1.0, 0.75)
     with pytest.raises(ValueError, match="single class"):
         M.roc_auc([1, 1], [0.2, 0.3])
+    # a score that does not separate the classes (J <= 0 at every score): a finite cut-off, one of the scores,
+    # never the ROC curve's +inf start, which a bundle cannot store
+    threshold, sensitivity, specificity = M.youden_cutoff([1, 1, 0, 0], [0.1, 0.2, 0.3, 0.4])
+    assert threshold == 0.1 and (sensitivity, specificity) == (1.0, 0.0)
 
 
 def test_status_at_and_bad_input():

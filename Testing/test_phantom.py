@@ -2,6 +2,8 @@
 
 import json
 import os
+import threading
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -22,7 +24,19 @@ def _case_arrays(root, row):
 
 def test_deterministic_whatever_the_workers(tmp_path):
     a = generate_cohort(str(tmp_path / "a"), cases=3, seed=11, workers=1)
-    b = generate_cohort(str(tmp_path / "b"), cases=3, seed=11, workers=2)
+    # the workers are spawned, not forked from this (multi-threaded) process: Python 3.12+ warns about such a fork
+    # (a forked child can hang on the parent's thread pools)
+    stop = threading.Event()
+    waiting = threading.Thread(target=stop.wait)
+    waiting.start()
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            b = generate_cohort(str(tmp_path / "b"), cases=3, seed=11, workers=2)
+    finally:
+        stop.set()
+        waiting.join()
+    assert not [w for w in caught if "fork()" in str(w.message)], [str(w.message) for w in caught]
     c = generate_cohort(str(tmp_path / "c"), cases=3, seed=12, workers=1)
     ma, mb, mc = (pd.read_csv(p) for p in (a, b, c))
     pd.testing.assert_frame_equal(ma, mb)

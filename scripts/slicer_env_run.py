@@ -82,6 +82,8 @@ def main(argv=None):
     parser.add_argument("--work", required=True, help="folder for the cohort, features, bundles and reports")
     parser.add_argument("--cases", type=int, default=40)
     parser.add_argument("--epochs", type=int, default=2, help="training epochs of the image networks")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="train steps run this many at a time (each is its own process, as the module's)")
     args = parser.parse_args(argv)
     work = os.path.abspath(args.work)
     os.makedirs(work, exist_ok=True)
@@ -112,6 +114,7 @@ def main(argv=None):
 
     from TACEPredictLib import models
     bundles = {}
+    trainings = []
     for spec in models.models_of(trained=True):  # every trained model kind the registry declares
         task, kind, accepted = spec.task, spec.kind, spec.options
         out = os.path.join(work, "bundles", f"{task}-{kind}")
@@ -125,7 +128,13 @@ def main(argv=None):
                 log=os.path.join(logs, f"train-{task}-{kind}.log"))
             bundles[(task, kind)] = out
 
-        step(f"train {task} / {kind}", train)
+        trainings.append((f"train {task} / {kind}", train))
+
+    from concurrent.futures import ThreadPoolExecutor
+    with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:  # each step is a subprocess
+        list(pool.map(lambda named: step(*named), trainings))
+    order = [key for key in ((s.task, s.kind) for s in models.models_of(trained=True)) if key in bundles]
+    bundles = {key: bundles[key] for key in order}  # the registry's order, whatever order they finished in
 
     import pandas as pd
     import slicer

@@ -9,7 +9,8 @@
 # CUDA build with several GB of NVIDIA wheels; it is installed once into VENV, which later runs reuse.
 # Environment: PYTHON312 (an interpreter; default pyenv's newest 3.12), TORCH_VERSION (default 2.13.0),
 # SLICER_CORE_VERSION (default 5.11.0.6: the index has no 5.10 build; 5.11 is the preview that followed it),
-# CASES (demo cohort size, default 40), EPOCHS (image networks, default 2), PIP_FIND_LINKS (a folder of
+# CASES (demo cohort size, default 40; 12 is the fewest with 5 OS events and every mRECIST class twice), EPOCHS
+# (image networks, default 2), JOBS (train steps run at a time, default 1), PIP_FIND_LINKS (a folder of
 # already-downloaded wheels, e.g. torch's).
 #
 # What stands in for Slicer 5.10 (its superbuild at tag v5.10.0; TACEPredictLib/slicer/dependencies.py lists it):
@@ -84,4 +85,4 @@ EOF
 
 echo "== 4. the extension's paths in it"
 cd "$REPO"
-"$PY" scripts/slicer_env_run.py --work "$WORK/run" --cases "${CASES:-40}" --epochs "${EPOCHS:-2}"
+"$PY" scripts/slicer_env_run.py --work "$WORK/run" --cases "${CASES:-40}" --epochs "${EPOCHS:-2}" --jobs "${JOBS:-1}"

@@ -22,6 +22,7 @@ Ground-truth model (documented in docs/demo_cohort.md; the constants live in thi
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
 
@@ -380,7 +381,10 @@ def generate_cohort(out_dir, cases=40, seed=0, workers=None, progress=None):
     jobs = [(i, seed, out_dir) for i in range(cases)]
     results = []
     if workers > 1:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
+        # spawn, not fork (as extraction does): a forked child can hang on thread pools (OpenMP, ITK, torch) the
+        # parent already started; Python 3.12 (Slicer 5.10+) warns when a multi-threaded process forks.
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
             for i, result in enumerate(pool.map(_generate_one, jobs, chunksize=2)):
                 results.append(result)
                 if progress:

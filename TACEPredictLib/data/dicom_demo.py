@@ -57,6 +57,20 @@ def _dataset(dataset=None, **elements):
     return dataset
 
 
+def _save(ds, path):
+    """Write ``ds`` as a DICOM file (preamble, file meta): pydicom 3's ``enforce_file_format=True``, which pydicom
+    2.4 (Slicer 5.10 ships 2.4.4) calls ``write_like_original=False``."""
+    import inspect
+
+    from pydicom.dataset import Dataset
+    if "enforce_file_format" in inspect.signature(Dataset.save_as).parameters:
+        ds.save_as(path, enforce_file_format=True)
+    else:  # pydicom 2: the encoding comes from the dataset, not from the file meta's transfer syntax
+        syntax = ds.file_meta.TransferSyntaxUID
+        ds.is_little_endian, ds.is_implicit_VR = syntax.is_little_endian, syntax.is_implicit_VR
+        ds.save_as(path, write_like_original=False)
+
+
 def _base_dataset(sop_class, sop_uid, study, patient_id):
     from pydicom.dataset import FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian
@@ -116,7 +130,7 @@ def write_ct_series(image, folder, study, series_number, description, acquisitio
             ds.ContrastBolusAgent = contrast_agent
         if contrast_start is not None:
             ds.ContrastBolusStartTime = _time_text(contrast_start)
-        ds.save_as(os.path.join(folder, f"1-{file_start + k:03d}.dcm"), enforce_file_format=True)
+        _save(ds, os.path.join(folder, f"1-{file_start + k:03d}.dcm"))
         datasets.append(ds)
     return datasets
 
@@ -142,7 +156,7 @@ def write_secondary_capture(folder, study, series_number, series_uid=None, rng=N
         Columns=32, SamplesPerPixel=1, PhotometricInterpretation="MONOCHROME2", BitsAllocated=8, BitsStored=8,
         HighBit=7, PixelRepresentation=0, PixelData=np.zeros((32, 32), np.uint8).tobytes())
     path = os.path.join(folder, f"1-{999:03d}.dcm")
-    ds.save_as(path, enforce_file_format=True)
+    _save(ds, path)
     return path
 
 
@@ -268,7 +282,7 @@ def write_rtstruct(datasets, masks, path, rng=None, contours=pixel_edge_contours
     _dataset(ds, StructureSetROISequence=rois, ROIContourSequence=roi_contours,
              RTROIObservationsSequence=observations)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    ds.save_as(path, enforce_file_format=True)
+    _save(ds, path)
     return path
 
 

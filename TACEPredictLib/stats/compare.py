@@ -312,7 +312,8 @@ def plot_subgroups(table, path, notice):
     for offset, model in zip(offsets, models):
         part = table[table["model"] == model].set_index(["subgroup", "level"]).loc[keys]
         y = np.arange(len(keys))[::-1] + offset
-        ax.errorbar(part["value"], y, xerr=[part["value"] - part["lower"], part["upper"] - part["value"]],
+        error = np.clip([part["value"] - part["lower"], part["upper"] - part["value"]], 0, None)
+        ax.errorbar(part["value"], y, xerr=error,
                     fmt="o", capsize=2, markersize=4, label=model)
     ax.axvline(0.5, color="0.6", linestyle="--")
     ax.set_yticks(np.arange(len(keys))[::-1],

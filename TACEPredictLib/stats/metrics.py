@@ -516,9 +516,11 @@ def roc_auc(label, score):
 
 
 def youden_cutoff(label, score):
-    """The threshold maximising sensitivity + specificity - 1; returns ``(threshold, sensitivity, specificity)``."""
+    """The threshold maximising sensitivity + specificity - 1; returns ``(threshold, sensitivity, specificity)``.
+    One of the scores, never the ROC curve's +inf start (nobody positive): on a small training set whose score
+    does not separate the classes (J <= 0 everywhere) that start used to win, and a bundle cannot store it."""
     fpr, tpr, thresholds = roc_curve(label, score)
-    best = int(np.argmax(tpr - fpr))
+    best = 1 + int(np.argmax((tpr - fpr)[1:]))
     return float(thresholds[best]), float(tpr[best]), float(1 - fpr[best])
 
 

@@ -256,8 +256,8 @@ def _unit_square(ax, lines, xlabel, ylabel, title, legend):
     ``(below, above)`` for error bars."""
     ax.plot([0, 1], [0, 1], color="0.6", linestyle="--")
     for x, y, style, text, *error in lines:
-        if error:
-            ax.errorbar(x, y, yerr=list(error[0]), fmt=style, label=text)
+        if error:  # clipped at 0: a Kaplan-Meier CI can miss its point by rounding (matplotlib refuses < 0)
+            ax.errorbar(x, y, yerr=np.clip(list(error[0]), 0, None), fmt=style, label=text)
         else:
             ax.plot(x, y, style, label=text)
     ax.set_xlim(0, 1)
@@ -319,7 +319,7 @@ def plot_time_auc(results, path, name, notice):
         if all(f"auc_{y}y_lower" in result for y in HORIZON_YEARS):
             lower = np.array([result[f"auc_{y}y_lower"] for y in HORIZON_YEARS], dtype=float)
             upper = np.array([result[f"auc_{y}y_upper"] for y in HORIZON_YEARS], dtype=float)
-            ax.errorbar(x, values, yerr=[values - lower, upper - values], fmt="o-", capsize=3, label=label)
+            ax.errorbar(x, values, yerr=np.clip([values - lower, upper - values], 0, None), fmt="o-", capsize=3, label=label)
         else:
             ax.plot(x, values, "o-", label=label)
     ax.axhline(0.5, color="0.6", linestyle="--")
