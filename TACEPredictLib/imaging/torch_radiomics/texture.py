@@ -54,7 +54,7 @@ voxels 0.18 s against 0.44 s (2.5x); 33,371 voxels 0.76 s against 1.83 s (2.4x);
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -131,6 +131,7 @@ class Prepared:
     n_roi: int               # number of ROI voxels
     dtype: torch.dtype       # float64 (float32 on MPS)
     pad: int
+    cache: dict = field(default_factory=dict)   # what a class computes once per batch (e.g. from the mask)
 
     @property
     def batch(self):
