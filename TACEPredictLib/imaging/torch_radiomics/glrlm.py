@@ -7,6 +7,13 @@ vectorised step per plane of the bounding box, all images at once). A run of len
 the histogram of (gray level, position) over all voxels counts the runs of length >= L, and P is its difference
 along L: one dense ``bincount`` per angle. As pyradiomics (``multiElement`` in cmatrices.c), an angle along which
 no line holds two ROI voxels is emptied; empty angles are dropped and the features are averaged over the others.
+
+On the CPU (float64) the counts come from :func:`counts_numpy` instead: the runs read off the flattened batch with
+numpy (one transposed copy per angle, one comparison of neighbours, one ``bincount`` over the runs rather than the
+voxels), the same integer counts as the recurrence (``Testing/test_torch_radiomics_texture.py::
+test_numpy_run_lengths_are_the_recurrence_run_lengths``). 13 images of a 95 mm lesion (72 x 120 x 107 voxels
+cropped): 1.1 s against 2.0-2.6 s of CPU on one thread; over the 40 benchmark lesions GLRLM went from 1.4x to
+2.9x pyradiomics' speed. CUDA and MPS keep the recurrence (one code path for the devices; numpy is host-only).
 """
 
 from __future__ import annotations

@@ -34,7 +34,9 @@ Devices: one code path on CPU, CUDA and MPS; float64 everywhere except on MPS (n
 expect differences around 1e-6 relative; not measured, no MPS machine here). No CPU-only op and no ``.item()``
 inside the loops over voxels: the loops are over the 13 directions, over planes of a run-length recurrence
 (GLRLM) and over the few union-find rounds of the zone labelling (GLSZM), each step vectorised over the whole
-batch. GLCM's MCC uses ``torch.linalg.eigvals`` (CPU and CUDA; a device without it hands the small
+batch. Two host-only fast paths replace those two loops on the CPU, with the same integer counts (tested):
+GLRLM's runs read off the flattened batch with numpy (``glrlm.counts_numpy``) and GLSZM's zones by
+``scipy.ndimage.label`` (``glszm.counts_scipy``). GLCM's MCC uses ``torch.linalg.eigvals`` (CPU and CUDA; a device without it hands the small
 ``[B, 13, Ng, Ng]`` stack to the CPU). Memory: the batch is cropped to the ROI's bounding box plus a margin, and
 images are processed in chunks of at most :data:`MAX_CHUNK_ELEMENTS` voxels (about 60 bytes of scratch per
 voxel): 13 images of a 10 cm ball at 1 mm (523,155 ROI voxels) took 470 MB of peak memory on the CPU.
