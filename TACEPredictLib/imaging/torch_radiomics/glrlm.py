@@ -7,6 +7,13 @@ vectorised step per plane of the bounding box, all images at once). A run of len
 the histogram of (gray level, position) over all voxels counts the runs of length >= L, and P is its difference
 along L: one dense ``bincount`` per angle. As pyradiomics (``multiElement`` in cmatrices.c), an angle along which
 no line holds two ROI voxels is emptied; empty angles are dropped and the features are averaged over the others.
+
+On the CPU (float64) the counts come from :func:`counts_numpy` instead: the runs read off the flattened batch with
+numpy (one transposed copy per angle, one comparison of neighbours, one ``bincount`` over the runs rather than the
+voxels), the same integer counts as the recurrence (``Testing/test_torch_radiomics_texture.py::
+test_numpy_run_lengths_are_the_recurrence_run_lengths``). 13 images of a 95 mm lesion (72 x 120 x 107 voxels
+cropped): 1.1 s against 2.0-2.6 s of CPU on one thread; over the 40 benchmark lesions GLRLM went from 1.4x to
+2.9x pyradiomics' speed. CUDA and MPS keep the recurrence (one code path for the devices; numpy is host-only).
 """
 
 from __future__ import annotations
@@ -82,6 +89,72 @@ def _angles(settings):
                               bidirectional=False)
 
 
+def _flat_stride(a, shape):
+    """Offset of ``v + a`` from ``v`` in the C-order flat index of a [Z, Y, X] volume (> 0 for a normalised a)."""
+    _, _, a = _axis_layout(a)
+    return a[0] * shape[1] * shape[2] + a[1] * shape[2] + a[2]
+
+
+def counts_numpy(chunk, angles, R):
+    """The CPU fast path: run lengths read off the flattened batch, ``[nb, A, Ng, R]`` counts as :func:`counts`.
+
+    In the C-order flattened chunk (images one after the other, each with its empty margin), the neighbour
+    ``v + a`` of a ROI voxel is ``p + s`` with a fixed stride s (the margin keeps it inside its own image).
+    Reshaped as ``[N / s, s]`` and transposed, each column ``p = r, r + s, r + 2s, ...`` becomes one contiguous
+    sequence that visits every line along ``a`` in turn, lines separated by margin (0) voxels: the runs are then
+    the maximal stretches of one non-zero value, found by one comparison of neighbours, and their lengths are
+    differences of the positions where the value changes. Values are ``b * (Ng + 1) + g`` inside the ROI, 0
+    outside, so one ``bincount`` over the runs (not the voxels) gives every image's matrix. Integer counts, so
+    the matrix is the recurrence's exactly (a test compares them).
+    """
+    nb, n1 = chunk.nb, chunk.n1
+    top = nb * n1
+    dt = np.int16 if top < 2 ** 15 - 1 else np.int32
+    kdt = np.int32 if top * (R + 1) < 2 ** 31 - 1 else np.int64
+    g = chunk.g.numpy()                        # 0 outside the ROI and in the margin
+    lev = g.astype(dt)
+    for i in range(1, nb):
+        lev[i] += (g[i] > 0).astype(dt) * dt(i * n1)
+    lev = lev.reshape(-1)
+    N = lev.size
+    shape = chunk.shape[1:]
+    out = np.empty((nb, len(angles), n1 - 1, R), dtype=np.float64)
+    buf = None
+    for ai, a in enumerate(angles):
+        s = _flat_stride(a, shape)
+        if s == 1:
+            h = lev
+        else:
+            M = -(-N // s)
+            if M * s != N:
+                if buf is None:
+                    buf = np.zeros(N + max(shape[0] * shape[1] * shape[2], 1), dtype=dt)
+                buf[:N] = lev
+                buf[N:M * s] = 0
+                src = buf[:M * s]
+            else:
+                src = lev
+            h = np.ascontiguousarray(src.reshape(M, s).T).reshape(-1)
+        # Segments of one value start at 0 (a margin voxel) and after every change; each run is one segment.
+        change = np.flatnonzero(h[1:] != h[:-1])
+        change += 1
+        value = h[change].astype(kdt)
+        length = np.empty(change.size, dtype=kdt)
+        np.subtract(change[1:], change[:-1], out=length[:-1], casting="unsafe")
+        length[-1:] = h.size - change[-1:]
+        np.minimum(length, R, out=length)      # only stretches outside the ROI (value 0, dropped) are longer
+        value *= R + 1
+        value += length
+        cnt = np.bincount(value, minlength=top * (R + 1)).reshape(nb, n1, R + 1)
+        out[:, ai] = cnt[:, 1:, 1:]
+    return torch.from_numpy(out)
+
+
+#: Use :func:`counts_numpy` on the CPU (float64 engine). The plane-by-plane recurrence stays the path of every
+#: other device; the tests compare the two matrices.
+CPU_NUMPY = True
+
+
 def counts(chunk, settings):
     """Run counts ``[nb, A, Ng, R]`` of a chunk, R = the longest possible run of the cropped volume.
 
@@ -92,6 +165,13 @@ def counts(chunk, settings):
     angles = _angles(settings)
     nb, n1 = chunk.nb, chunk.n1
     R = max(chunk.shape[1:])
+    if CPU_NUMPY and chunk.device.type == "cpu" and chunk.prep.dtype == torch.float64:
+        P = counts_numpy(chunk, angles, R)
+        keep = chunk.prep.cache.get(("glrlm_multi_element", tuple(angles)))
+        if keep is None:                      # the mask is the batch's: once per batch, not per chunk
+            keep = multi_element(chunk.mask, angles).to(P.dtype)
+            chunk.prep.cache[("glrlm_multi_element", tuple(angles))] = keep
+        return P * keep.view(1, -1, 1, 1)
     kdt = chunk.index_dtype(nb * n1 * (R + 1))
     row = chunk.level().to(kdt) * (R + 1)
     E = chunk.buffer("run_position", kdt)      # same type as the key: the add stays single-type

@@ -34,7 +34,9 @@ Devices: one code path on CPU, CUDA and MPS; float64 everywhere except on MPS (n
 expect differences around 1e-6 relative; not measured, no MPS machine here). No CPU-only op and no ``.item()``
 inside the loops over voxels: the loops are over the 13 directions, over planes of a run-length recurrence
 (GLRLM) and over the few union-find rounds of the zone labelling (GLSZM), each step vectorised over the whole
-batch. GLCM's MCC uses ``torch.linalg.eigvals`` (CPU and CUDA; a device without it hands the small
+batch. Two host-only fast paths replace those two loops on the CPU, with the same integer counts (tested):
+GLRLM's runs read off the flattened batch with numpy (``glrlm.counts_numpy``) and GLSZM's zones by
+``scipy.ndimage.label`` (``glszm.counts_scipy``). GLCM's MCC uses ``torch.linalg.eigvals`` (CPU and CUDA; a device without it hands the small
 ``[B, 13, Ng, Ng]`` stack to the CPU). Memory: the batch is cropped to the ROI's bounding box plus a margin, and
 images are processed in chunks of at most :data:`MAX_CHUNK_ELEMENTS` voxels (about 60 bytes of scratch per
 voxel): 13 images of a 10 cm ball at 1 mm (523,155 ROI voxels) took 470 MB of peak memory on the CPU.
@@ -54,7 +56,7 @@ voxels 0.18 s against 0.44 s (2.5x); 33,371 voxels 0.76 s against 1.83 s (2.4x);
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -131,6 +133,7 @@ class Prepared:
     n_roi: int               # number of ROI voxels
     dtype: torch.dtype       # float64 (float32 on MPS)
     pad: int
+    cache: dict = field(default_factory=dict)   # what a class computes once per batch (e.g. from the mask)
 
     @property
     def batch(self):
