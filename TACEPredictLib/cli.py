@@ -486,7 +486,7 @@ def _published_help():
     return ", ".join(f"{m.task}:{m.kind}" for m in models_of(trained=False))
 
 
-def _demo_cohort_arguments(parser, cases):
+def _demo_model_io_arguments(parser, cases):
     """What `phantom` and `demo` both take: the synthetic cohort's folder, size, seed and worker processes."""
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--cases", type=int, default=cases)
@@ -507,6 +507,14 @@ def cmd_report(args):
     return 0
 
 
+def _model_io_arguments(p, manifest_help, out_help):
+    """The cohort a model command reads (manifest and, for image models, its extraction folder) and what it
+    writes."""
+    p.add_argument("--manifest", required=True, help=manifest_help)
+    p.add_argument("--features", default=None, help="folder written by `tacepredict extract` (image models)")
+    p.add_argument("--out", required=True, help=out_help)
+
+
 def build_parser():
     from .models.registry import TASKS
     parser = argparse.ArgumentParser(
@@ -524,7 +532,7 @@ def build_parser():
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("phantom", help="write the synthetic multi-phase CT demo cohort")
-    _demo_cohort_arguments(p, cases=40)
+    _demo_model_io_arguments(p, cases=40)
     p.set_defaults(func=cmd_phantom)
 
     p = sub.add_parser("import-hcc-tace-seg", help="map TCIA HCC-TACE-Seg's clinical table to a manifest")
@@ -573,7 +581,7 @@ def build_parser():
     p.set_defaults(func=cmd_extract)
 
     p = sub.add_parser("demo", help="the main job on the built-in demo cohort")
-    _demo_cohort_arguments(p, cases=200)
+    _demo_model_io_arguments(p, cases=200)
     p.add_argument("--hcc-tace-seg", default=None,
                    help="also import this HCC-TACE-Seg clinical.csv, validate it and train the clinical-only models")
     p.add_argument("--no-models", dest="models", action="store_false", help="stop after feature extraction")
@@ -589,9 +597,7 @@ def build_parser():
     p = sub.add_parser("train", help="train a model into a bundle folder")
     p.add_argument("--task", required=True, choices=list(TASKS))
     p.add_argument("--model", required=True, help=_models_help(trained=True))
-    p.add_argument("--manifest", required=True, help="training manifest CSV")
-    p.add_argument("--features", default=None, help="folder written by `tacepredict extract` (image models)")
-    p.add_argument("--out", required=True, help="model bundle folder to write")
+    _model_io_arguments(p, "training manifest CSV", "model bundle folder to write")
     p.add_argument("--variant", default=None,
                    help="nomogram: integrated (default) or clinical; dlop: combined (default), ct-only, ct-cox; "
                         "csd: refit (default: Model_CS derived on this cohort) or published-cs")
@@ -626,9 +632,7 @@ def build_parser():
     p.add_argument("--model", required=True, help="model bundle folder, or a published score with --task: "
                    + _models_help(trained=False))
     p.add_argument("--task", default=None, choices=list(TASKS), help="with a published score: its task")
-    p.add_argument("--manifest", required=True)
-    p.add_argument("--features", default=None)
-    p.add_argument("--out", required=True, help="report folder")
+    _model_io_arguments(p, "labelled manifest CSV to evaluate on", "report folder")
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for confidence intervals")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_evaluate)
@@ -636,9 +640,7 @@ def build_parser():
     p = sub.add_parser("compare", help="every model of one task on the same labelled cohort, with paired statistics")
     p.add_argument("--models", required=True, nargs="+", metavar="MODEL",
                    help="model bundle folders, or published scores as task:kind (" + _published_help() + ")")
-    p.add_argument("--manifest", required=True, help="the cohort to compare them on (e.g. an external centre)")
-    p.add_argument("--features", default=None, help="its extraction folder (image models)")
-    p.add_argument("--out", required=True, help="report folder")
+    _model_io_arguments(p, "the cohort to compare them on (e.g. an external centre)", "report folder")
     p.add_argument("--reference", default=None,
                    help="comma-separated model names the others are tested against (default: the first model); "
                         "a bundle's name is its folder name, a published score's its kind")
@@ -655,9 +657,7 @@ def build_parser():
     p.add_argument("--model", required=True, help="model bundle folder, or a published score with --task "
                    "(no bundle needed): " + _models_help(trained=False))
     p.add_argument("--task", default=None, choices=list(TASKS), help="with a published score: its task")
-    p.add_argument("--manifest", required=True)
-    p.add_argument("--features", default=None)
-    p.add_argument("--out", required=True, help="predictions CSV to write")
+    _model_io_arguments(p, "manifest CSV of the cases to predict", "predictions CSV to write")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("report", help="one self-contained HTML page (and its PDF) of a model's evaluation, with the "
@@ -665,9 +665,7 @@ def build_parser():
     p.add_argument("--model", required=True, help="model bundle folder, or a built-in (hap, albi, clinical-semantic, ...)")
     p.add_argument("--compare", nargs="+", default=[], help="other bundle folders or built-ins to compare with")
     p.add_argument("--task", default=None, help="with a built-in model: its task")
-    p.add_argument("--manifest", required=True, help="labelled manifest to evaluate on")
-    p.add_argument("--features", default=None)
-    p.add_argument("--out", required=True, help="report folder (report.html, report.pdf, report.json)")
+    _model_io_arguments(p, "labelled manifest to evaluate on", "report folder (report.html, report.pdf, report.json)")
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for confidence intervals")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-pdf", action="store_true", help="write the HTML only (no Chromium needed)")

@@ -19,6 +19,7 @@ import pandas as pd
 from scipy import stats
 
 from .splits import stratified_folds
+from .stepwise import stepwise_aic as stepwise_search
 
 
 class ConvergenceError(ValueError):
@@ -268,7 +269,6 @@ def stepwise_aic(X, time, event, names, start=None):
     the AIC most; it stops when no move lowers it. Returns ``(fit, indices, trace)``.
     """
     X, time, event = _check(X, time, event)
-    current = sorted(range(X.shape[1]) if start is None else start)
 
     def aic(columns):
         try:
@@ -276,20 +276,9 @@ def stepwise_aic(X, time, event, names, start=None):
         except ConvergenceError:
             return np.inf
 
-    best = aic(current)
-    trace = [{"step": 0, "move": "start", "covariates": [names[j] for j in current], "aic": best}]
-    while True:
-        moves = [("drop", j, [c for c in current if c != j]) for j in current]
-        moves += [("add", j, sorted(current + [j])) for j in range(X.shape[1]) if j not in current]
-        scored = [(aic(columns), move, j, columns) for move, j, columns in moves]
-        if not scored:
-            break
-        value, move, j, columns = min(scored, key=lambda s: s[0])
-        if value >= best - 1e-9:
-            break
-        best, current = value, columns
-        trace.append({"step": len(trace), "move": f"{move} {names[j]}", "covariates": [names[c] for c in current],
-                      "aic": value})
+    current, _, steps = stepwise_search(range(X.shape[1]), range(X.shape[1]) if start is None else start, aic)
+    trace = [{"step": k, "move": move, "covariates": [names[j] for j in columns], "aic": value}
+             for k, (move, columns, value) in enumerate(steps)]
     fit = fit_cox(X[:, current], time, event, [names[j] for j in current]) if current else None
     return fit, current, pd.DataFrame(trace)
 

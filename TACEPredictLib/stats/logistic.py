@@ -20,6 +20,7 @@ import pandas as pd
 from scipy import stats
 
 from .cox import ConvergenceError, collinear_columns
+from .stepwise import stepwise_aic
 
 
 class LogisticFit:
@@ -152,20 +153,9 @@ def stepwise_aic_terms(design, y, terms, start):
         except ConvergenceError:
             return np.inf
 
-    current = list(start)
-    best = aic(current)
-    trace = [{"step": 0, "move": "start", "terms": ", ".join(current), "aic": best}]
-    while True:
-        moves = [("drop", t, [c for c in current if c != t]) for t in current]
-        moves += [("add", t, [c for c in start if c in current or c == t]) for t in start if t not in current]
-        scored = [(aic(chosen), move, t, chosen) for move, t, chosen in moves]
-        if not scored:
-            break
-        value, move, t, chosen = min(scored, key=lambda s: s[0])
-        if value >= best - 1e-9:
-            break
-        best, current = value, chosen
-        trace.append({"step": len(trace), "move": f"{move} {t}", "terms": ", ".join(current), "aic": value})
+    current, best, steps = stepwise_aic(list(start), start, aic)
+    trace = [{"step": k, "move": move, "terms": ", ".join(chosen), "aic": value}
+             for k, (move, chosen, value) in enumerate(steps)]
     if not np.isfinite(best):
         raise ConvergenceError("no model of the screened terms can be fitted")
     columns = _columns(terms, current)
