@@ -89,12 +89,12 @@ def youden_of_out_of_fold(y, out_of_fold, what="the model"):
     no threshold does better than chance (Youden index 0, the best 'threshold' above every probability), the
     cut-off is 1.0, which calls no case high risk, with a warning."""
     from ..stats.metrics import youden_cutoff
-    cutoff = float(youden_cutoff(y, out_of_fold)[0])
-    if not np.isfinite(cutoff) or cutoff > 1.0:
+    cutoff, sensitivity, specificity = youden_cutoff(y, out_of_fold)
+    if sensitivity + specificity - 1 <= 0 or not np.isfinite(cutoff) or cutoff > 1.0:
         warnings.warn(f"the out-of-fold probabilities of {what} separate the outcomes no better than chance "
                       "(Youden index 0): its cut-off is 1.0, no case is called high risk", InputWarning, stacklevel=3)
         return 1.0
-    return cutoff
+    return float(cutoff)
 
 
 def derive_clinical_semantic(table, y, candidates=CS_CANDIDATES, p_threshold=CS_UNIVARIATE_P, encoder=None):
