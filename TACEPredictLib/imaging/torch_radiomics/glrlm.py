@@ -18,6 +18,7 @@ cropped): 1.1 s against 2.0-2.6 s of CPU on one thread; over the 40 benchmark le
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from TACEPredictLib import InputError
