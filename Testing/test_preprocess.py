@@ -56,6 +56,28 @@ def test_registration_recovers_a_known_shift(demo_cohort):
     assert aligned.GetSize() == fixed.GetSize()
 
 
+def test_registration_gives_the_same_transform_whatever_the_itk_threads(demo_cohort):
+    """The registration runs its metric on one ITK thread, so a machine with more cores (or an extraction with
+    fewer workers) aligns the phases to the bit as this one does, and leaves the caller's thread setting alone."""
+    manifest = read_manifest(demo_cohort)
+    case = load_case(manifest, manifest.table.iloc[1], ("ct_ap", "ct_pvp"), register="none")
+    fixed, moving = case.phases["ct_ap"], case.phases["ct_pvp"]
+    shifted = sitk.Resample(moving, moving, sitk.TranslationTransform(3, (3.0, -2.0, 0.0)), sitk.sitkLinear, -1024.0)
+    before = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
+    results = []
+    try:
+        for threads in (1, 4, 4):
+            sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(threads)
+            aligned, transform, _ = register_phase(fixed, shifted, "rigid")
+            assert sitk.ProcessObject.GetGlobalDefaultNumberOfThreads() == threads
+            results.append((transform.GetParameters(), sitk.GetArrayFromImage(aligned)))
+    finally:
+        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(before)
+    for parameters, voxels in results[1:]:
+        assert parameters == results[0][0]
+        np.testing.assert_array_equal(voxels, results[0][1])
+
+
 def test_registration_leaves_aligned_phases_alone(demo_cohort):
     manifest = read_manifest(demo_cohort)
     case = load_case(manifest, manifest.table.iloc[2], ("ct_ap", "ct_pvp"), register="rigid")

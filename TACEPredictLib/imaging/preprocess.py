@@ -135,7 +135,14 @@ def register_phase(fixed, moving, kind="rigid", working_spacing_mm=2.0):
     method.SmoothingSigmasAreSpecifiedInPhysicalUnitsOn()
     method.SetShrinkFactorsPerLevel([1])
     method.SetInitialTransform(initial, inPlace=False)
-    transform = method.Execute(coarse_fixed, coarse_moving)
+    # one ITK thread: the metric's multi-threaded sums make the result depend on the thread count (two runs on 2+
+    # threads differ by ~1e-7, enough to move resampled voxels by 1 HU); at 2 mm the registration is cheap
+    threads = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
+    try:
+        transform = method.Execute(coarse_fixed, coarse_moving)
+    finally:
+        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(threads)
     final = transform.GetNthTransform(transform.GetNumberOfTransforms() - 1) \
         if isinstance(transform, sitk.CompositeTransform) else transform
 
