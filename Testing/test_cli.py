@@ -1,5 +1,6 @@
 """The command line end to end: phantom and the demo main job (small)."""
 
+import json
 import os
 
 import pandas as pd
@@ -26,17 +27,18 @@ def test_demo_main_job(tmp_path, capsys):
     text = capsys.readouterr().out
     assert status == 0, text
     assert "RESEARCH USE ONLY" in text
-    # pyradiomics where it is installed (Python 3.11); the torch engine where it is not (Python 3.12, Slicer 5.10+)
-    from TACEPredictLib.imaging import radiomics
-    assert f"ct-fast preset, {'pyradiomics' if radiomics.available()[0] else 'torch'} engine" in text
+    # the project's torch engine, with or without pyradiomics installed (Python 3.12, Slicer 5.10+, has none)
+    assert "radiomics (ct preset, torch engine)" in text
     assert "cohort/manifest.csv: 0 error(s)" in text
     assert "hcc_tace_seg_manifest.csv: 0 error(s)" in text
     assert len(pd.read_csv(os.path.join(out, "hcc_tace_seg_manifest.csv"))) == 105
     # Features of both phases for every case; offline, the untrained DenseNet121 says so.
     features = pd.read_parquet(os.path.join(out, "features", "features.parquet"))
     assert features["case_id"].nunique() == 3 and set(features["phase"]) == {"ct_ap", "ct_pvp"}
-    # the ct-fast radiomics preset (original + LoG 2 and 4 mm at 2 mm voxels)
-    assert features.groupby(["case_id", "phase"]).size().eq(293 + 1024 + 2048).all()
+    # the full ct radiomics preset (original + 8 wavelets + LoG 1-4 mm at 1 mm voxels: 1,223 features per phase)
+    assert features.groupby(["case_id", "phase"]).size().eq(1223 + 1024 + 2048).all()
+    run = json.load(open(os.path.join(out, "features", "extraction.json")))["settings"]
+    assert (run["radiomics_params"], run["radiomics_engine"]) == ("ct", "torch")
     assert "3 case(s) extracted" in text
     # and every case's lesion patches for the image networks
     assert len(pd.read_csv(os.path.join(out, "features", "patches.csv"))) == 3
