@@ -496,9 +496,10 @@ class TACEPredictLogic(ScriptedLoadableModuleLogic):
         features = os.path.join(out, "features")
         if action == "extract":
             # radiomics by the library's own torch engine (its default): pyradiomics is never installed in Slicer;
-            # both backbones, since DLOP-Combin reads ResNet features and the nomograms DenseNet's
+            # every backbone a trained model reads by default, so that each one's Train finds its features
+            from TACEPredictLib.slicer import COHORT_BACKBONES
             return (base + ["extract", "--manifest", manifest, "--out", features, "--workers", "1",
-                            "--deep", "densenet121,resnet50", "--overwrite"] + device, features)
+                            "--deep", ",".join(COHORT_BACKBONES), "--overwrite"] + device, features)
         spec = COHORT_MODELS[model]
         if spec["published"]:  # published coefficients: nothing to extract or train
             if action != "evaluate":

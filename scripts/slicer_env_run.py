@@ -104,8 +104,9 @@ def main(argv=None):
     def extract_as_module():
         # TACEPredictLogic.cohortCommand("extract", ...): one worker, radiomics by the torch engine (pyradiomics is
         # never installed in Slicer); --weights random because this machine has no network
+        from TACEPredictLib.slicer import COHORT_BACKBONES
         cli("extract", "--manifest", paths["manifest"], "--out", paths["features"], "--workers", "1",
-            "--deep", "densenet121,resnet50", "--device", "cpu", "--weights", "random",
+            "--deep", ",".join(COHORT_BACKBONES), "--device", "cpu", "--weights", "random",
             log=os.path.join(logs, "extract.log"))
         return "radiomics (torch engine) and deep features"
 

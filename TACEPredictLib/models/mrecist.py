@@ -38,6 +38,7 @@ class MRecistNet(ProbabilityModel):
     patch_set = "inside"
     label = "ResNet-50 (mRECIST, patches inside the ROI)"
     group_names = ("objective response", "no objective response")
+    backbone = "resnet50"  # paper 003: MATLAB's ImageNet ResNet-50, frozen but for the new head
 
     def __init__(self, weights="imagenet", epochs=400, lr=1e-4, device="auto"):
         super().__init__()
@@ -53,7 +54,7 @@ class MRecistNet(ProbabilityModel):
     def extractor(self):
         if self._extractor is None:
             from ..imaging.deep_features import DeepFeatureExtractor
-            self._extractor = DeepFeatureExtractor("resnet50", self.weights, self.device)
+            self._extractor = DeepFeatureExtractor(self.backbone, self.weights, self.device)
             self.backbone_provenance = self._extractor.provenance
         return self._extractor
 
@@ -71,10 +72,10 @@ class MRecistNet(ProbabilityModel):
         with open(path, encoding="utf-8") as handle:
             settings = json.load(handle).get("settings", {})
         if (settings.get("sampling"), settings.get("normalisation"), settings.get("weights")) != \
-                ("inside", "window", self.weights) or "resnet50" not in settings.get("deep", ()):
+                ("inside", "window", self.weights) or self.backbone not in settings.get("deep", ()):
             return None
         try:
-            return np.concatenate(data.patches("inside_resnet50_ct_ap")).astype(np.float32)
+            return np.concatenate(data.patches(f"inside_{self.backbone}_ct_ap")).astype(np.float32)
         except InputError:
             return None
 
@@ -170,7 +171,7 @@ class MRecistNet(ProbabilityModel):
     def from_params(cls, params, tensors=None):
         from ..imaging.deep_features import imagenet_checkpoint_cached
         weights = params["weights"]
-        if weights == "imagenet" and not imagenet_checkpoint_cached("resnet50"):
+        if weights == "imagenet" and not imagenet_checkpoint_cached(cls.backbone):
             raise InputError("this model's ResNet-50 backbone needs the ImageNet checkpoint, which is not cached",
                              column="--model", fix="run `tacepredict extract --deep resnet50 --weights imagenet` once "
                              "online (it downloads and checks the checkpoint)")
