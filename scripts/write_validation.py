@@ -12,6 +12,7 @@ import argparse
 import datetime
 import json
 import os
+import pickle
 import platform
 import sys
 import time
@@ -127,11 +128,32 @@ def model_d_seed_spread(manifest, features, seed, seeds=3):
     return {s: roc_auc(label, ModelD().fit(train, seed=s).probability(test)) for s in range(seed + 1, seed + 1 + seeds)}
 
 
+def staged(args, name, compute, spent):
+    """A section's results, kept in the run folder (``validation/stages``) so that ``--resume`` after a failure
+    later in the script reuses them: the whole script takes 30-60 minutes on 2 cores. Only this script's own
+    files are read back. ``spent``: a list that gets the section's computing seconds."""
+    path = os.path.join(args.run, "validation", "stages", f"{name}.pkl")
+    if args.resume and os.path.isfile(path):
+        with open(path, "rb") as handle:
+            result, seconds = pickle.load(handle)
+    else:
+        begin = time.monotonic()
+        result = compute()
+        seconds = time.monotonic() - begin
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "wb") as handle:
+            pickle.dump((result, seconds), handle)
+    spent.append(seconds)
+    return result
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", default=os.path.join(REPO, "demo_run"), help="the demo main job's output folder")
     parser.add_argument("--out", default=os.path.join(REPO, "docs", "validation.md"))
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--resume", action="store_true",
+                        help="reuse the sections a previous run of this script kept in RUN/validation/stages")
     args = parser.parse_args()
     manifest = os.path.join(args.run, "cohort", "manifest.csv")
     features = os.path.join(args.run, "features")
@@ -139,19 +161,20 @@ def main():
         status = cli.main(["demo", "--out", args.run, "--no-models"])
         if status:
             sys.exit(status)
-    start = time.monotonic()
-    table, summary = run_survival_validation(manifest, features, os.path.join(args.run, "validation", "survival"),
-                                             seed=args.seed)
-    response_table, response_summary = run_response_validation(
-        manifest, features, os.path.join(args.run, "validation", "response"), seed=args.seed)
+    spent = []  # computing seconds of each kept section, whether computed now or by the run --resume reuses
+    table, summary = staged(args, "survival", lambda: run_survival_validation(
+        manifest, features, os.path.join(args.run, "validation", "survival"), seed=args.seed), spent)
+    response_table, response_summary = staged(args, "response", lambda: run_response_validation(
+        manifest, features, os.path.join(args.run, "validation", "response"), seed=args.seed), spent)
     with open(os.path.join(features, "extraction.json"), encoding="utf-8") as handle:
         settings = json.load(handle)["settings"]
-    mrecist_table, mrecist_summary = run_mrecist_validation(
+    mrecist_table, mrecist_summary = staged(args, "mrecist", lambda: run_mrecist_validation(
         manifest, features, os.path.join(args.run, "validation", "mrecist"), seed=args.seed,
-        weights=settings["weights"])
-    aggressive_table, aggressive_summary = run_aggressive_validation(
-        manifest, features, os.path.join(args.run, "validation", "aggressive_pd"), seed=args.seed)
-    d_seeds = model_d_seed_spread(manifest, features, args.seed)
+        weights=settings["weights"]), spent)
+    aggressive_table, aggressive_summary = staged(args, "aggressive_pd", lambda: run_aggressive_validation(
+        manifest, features, os.path.join(args.run, "validation", "aggressive_pd"), seed=args.seed), spent)
+    d_seeds = staged(args, "model_d_seeds", lambda: model_d_seed_spread(manifest, features, args.seed), spent)
+    rest = time.monotonic()
     hcc_section = "The HCC-TACE-Seg clinical table was not found (../shared/data/hcc_tace_seg/clinical.csv)."
     if os.path.isfile(HCC):
         imported = os.path.join(args.run, "validation", "hcc_tace_seg_manifest.csv")
@@ -172,8 +195,9 @@ def main():
                       for r in hazard.itertuples()))
         # the built-in clinical TACE scores its columns allow, next to the clinical Cox model (issue 19)
         from clinical_scores_hcc_tace_seg import hcc_scores_section
-        hcc_section += "\n\n" + hcc_scores_section(HCC, os.path.join(args.run, "validation", "clinical_scores"),
-                                                    seed=args.seed)
+        scores_section, _ = hcc_scores_section(HCC, os.path.join(args.run, "validation", "clinical_scores"),
+                                               seed=args.seed)
+        hcc_section += "\n\n" + scores_section
     r_section, worst = cox_against_r()
     truth = summary.get("ground_truth", {})
     by_run = table.set_index("run")
@@ -225,7 +249,7 @@ def main():
     text = f"""# Validation
 
 Written by `scripts/write_validation.py` on {datetime.date.today().isoformat()} (TACEPredict {__version__},
-Python {platform.python_version()}, {os.cpu_count()} CPU cores, no GPU) in {time.monotonic() - start:.0f} s.
+Python {platform.python_version()}, {os.cpu_count()} CPU cores, no GPU) in {sum(spent) + time.monotonic() - rest:.0f} s.
 Re-run it to reproduce every number below. **Research use only.** The first part uses the SYNTHETIC demo
 cohort (`tacepredict phantom`, seed 0, 200 cases): it shows that the models find signal that is known to be
 there; it says nothing about real patients.
