@@ -128,6 +128,12 @@ def model_d_seed_spread(manifest, features, seed, seeds=3):
     return {s: roc_auc(label, ModelD().fit(train, seed=s).probability(test)) for s in range(seed + 1, seed + 1 + seeds)}
 
 
+def torch_version():
+    """torch's version and its intra-op thread count, which the image networks' figures depend on."""
+    import torch
+    return f"{torch.__version__}, {torch.get_num_threads()} thread(s)"
+
+
 def staged(args, name, compute, spent):
     """A section's results, kept in the run folder (``validation/stages``) so that ``--resume`` after a failure
     later in the script reuses them: the whole script takes 30-60 minutes on 2 cores. Only this script's own
@@ -249,7 +255,8 @@ def main():
     text = f"""# Validation
 
 Written by `scripts/write_validation.py` on {datetime.date.today().isoformat()} (TACEPredict {__version__},
-Python {platform.python_version()}, {os.cpu_count()} CPU cores, no GPU) in {sum(spent) + time.monotonic() - rest:.0f} s.
+Python {platform.python_version()}, torch {torch_version()}, {os.cpu_count()} CPU cores, no GPU) in {sum(spent) + time.monotonic() - rest:.0f} s. The image networks' training depends on torch's thread count
+(Model_D's predictions move by up to 0.01 between 1 and 2 threads): compare figures at the same count.
 Re-run it to reproduce every number below. **Research use only.** The first part uses the SYNTHETIC demo
 cohort (`tacepredict phantom`, seed 0, 200 cases): it shows that the models find signal that is known to be
 there; it says nothing about real patients.
@@ -264,7 +271,7 @@ there; it says nothing about real patients.
 
 Split: stratified by death, {summary['train_cases']} training and {summary['test_cases']} held-out cases
 ({summary['test_events']} deaths among the held-out), seed {summary['seed']}. Features: `demo_run/features`
-(radiomics and DenseNet121 / ResNet50 of the arterial and portal phases; deep weights: {', '.join(deep_weights)};
+(radiomics: the `{settings.get('radiomics_params') or 'ct'}` preset by the {settings.get('radiomics_engine', 'pyradiomics')} engine; DenseNet121 / ResNet50 of the arterial and portal phases; deep weights: {', '.join(deep_weights)};
 deep-feature patches: `{sampling}`, `{normalisation}`). C-index 95% CI:
 1,000 bootstrap resamples; "C - reference (p)": the paired bootstrap test of two C-indices on the held-out
 cases; time-dependent AUC: cumulative / dynamic with IPCW (censoring from the training split); IBS over
