@@ -135,10 +135,7 @@ def cmd_demo(args):
         workers=args.workers, dask=None, overwrite=True,
         quiet=False))
     if args.models:
-        status |= _demo_survival(manifest, features, os.path.join(args.out, "survival"), args.seed)
-        status |= _demo_response(manifest, features, os.path.join(args.out, "response"), args.seed)
-        status |= _demo_mrecist(manifest, features, os.path.join(args.out, "mrecist"), args.seed, weights)
-        status |= _demo_aggressive(manifest, features, os.path.join(args.out, "aggressive_pd"), args.seed)
+        status |= _demo_models(manifest, features, args.out, args.seed, weights, args.workers)
     if args.hcc_tace_seg:
         imported = os.path.join(args.out, "hcc_tace_seg_manifest.csv")
         status |= cmd_import(argparse.Namespace(clinical=args.hcc_tace_seg, out=imported, overwrite=True))
@@ -151,6 +148,60 @@ def cmd_demo(args):
 
 
 DEMO_BACKBONES = ("densenet121", "resnet50")
+# The model stages' torch threads, fixed: Model_D's and the CNNs' training depends on the thread count (its
+# predictions move by up to 0.01 between 1 and 2 threads), and one thread per stage lets two stages share two
+# cores (Model_D trains only 1.2x faster on 2 threads than on 1). scripts/write_validation.py uses the same.
+MODEL_STAGE_THREADS = 1
+
+
+def _demo_models(manifest, features, out, seed, weights, workers):
+    """The four model stages on the same split (run_model_stages: Model_D's five networks beside the rest)."""
+    return run_model_stages([
+        ("aggressive_pd", _demo_aggressive, (manifest, features, os.path.join(out, "aggressive_pd"), seed)),
+        ("survival", _demo_survival, (manifest, features, os.path.join(out, "survival"), seed)),
+        ("response", _demo_response, (manifest, features, os.path.join(out, "response"), seed)),
+        ("mrecist", _demo_mrecist, (manifest, features, os.path.join(out, "mrecist"), seed, weights))], workers)
+
+
+def run_model_stages(stages, workers):
+    """Independent stages [(name, function, args)], each behind the error boundary with MODEL_STAGE_THREADS
+    threads. With two or more cores they run in two processes, started in the order given (the longest first);
+    each stage's output is printed when it is complete, in the order given except that the first is printed
+    last (it ends last). A stage that fails is reported and the others finish. Returns 0, or 1 if one failed."""
+    workers = min(2, workers or os.cpu_count() or 1)
+    if workers <= 1:
+        return max(_model_stage(func, stage_args, capture=False)[0] for _, func, stage_args in stages)
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from .imaging.extraction import end_with_parent
+    context = multiprocessing.get_context("spawn")  # not fork: the extraction has started thread pools here
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=end_with_parent,
+                             initargs=(os.getpid(),)) as pool:
+        futures = [pool.submit(_model_stage, func, stage_args) for _, func, stage_args in stages]
+        status = 0
+        for future in futures[1:] + futures[:1]:
+            code, text = future.result()
+            print(text, end="", flush=True)
+            status = max(status, code)
+    return status
+
+
+def _model_stage(func, args, capture=True):
+    """Run one demo model stage behind the error boundary with MODEL_STAGE_THREADS threads: (0 or 1, and its
+    printed text when ``capture``). A failure is its one-line message, as the command line prints it."""
+    import contextlib
+    import io
+
+    from threadpoolctl import threadpool_limits
+
+    from . import errors
+    from .imaging.extraction import set_threads
+    set_threads(MODEL_STAGE_THREADS)
+    text = io.StringIO() if capture else sys.stdout
+    with contextlib.redirect_stdout(text), threadpool_limits(MODEL_STAGE_THREADS):
+        code = errors.run(func, *args, stream=text if capture else None)
+    return (1 if code else 0), (text.getvalue() if capture else "")
 
 
 def _demo_survival(manifest, features, out, seed, clinical_only=False):

@@ -105,3 +105,25 @@ def test_survival_validation_runs_compare_models_on_held_out_cases(tmp_path):
     assert os.path.isfile(tmp_path / "out" / "models" / "nomogram-clinical" / "nomogram.png")
     assert os.path.isfile(tmp_path / "out" / "km_training_vs_compared.png")  # paper 000's Figure 2A, by compare
     assert os.path.isfile(tmp_path / "out" / "reports" / "dlop-ct-cox" / "kaplan_meier.png")
+
+
+def test_model_stages_run_side_by_side_and_a_failed_stage_does_not_stop_the_others(tmp_path, capsys):
+    """The demo's model stages in two processes: each stage's output whole and in order, and a stage that fails
+    (here the response stage on a manifest that does not exist) reported as one message while the others finish."""
+    manifest, _ = write_survival_cohort(str(tmp_path / "cohort"), cases=120, seed=5)
+    survival = (manifest, None, str(tmp_path / "survival"), 0, True)
+    status = cli.run_model_stages([
+        ("survival-a", cli._demo_survival, survival),
+        ("response", cli._demo_response, (str(tmp_path / "missing.csv"), None, str(tmp_path / "response"), 0)),
+        ("survival-b", cli._demo_survival, survival[:2] + (str(tmp_path / "survival_b"), 0, True))], workers=2)
+    captured = capsys.readouterr()
+    text = captured.out + captured.err
+    assert status == 1
+    assert "ERROR" in text and "missing.csv" in text
+    # printed in the order given but the first (the longest) last, each whole: header, models, summary together
+    b, a = text.index("survival_b"), text.rindex("survival models on")
+    assert text.index("missing.csv") < b < a
+    stage_a = text[a:]
+    assert "clinical-cox" in stage_a and "nomogram-clinical" in stage_a and "trained 2 survival model(s)" in stage_a
+    for folder in ("survival", "survival_b"):
+        assert os.path.isfile(tmp_path / folder / "comparison.csv")

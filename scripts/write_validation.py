@@ -129,28 +129,50 @@ def model_d_seed_spread(manifest, features, seed, seeds=3):
 
 
 def torch_version():
-    """torch's version and its intra-op thread count, which the image networks' figures depend on."""
+    """torch's version and the model sections' intra-op thread count, which the image networks' figures depend on."""
     import torch
-    return f"{torch.__version__}, {torch.get_num_threads()} thread(s)"
+    return f"{torch.__version__}, {cli.MODEL_STAGE_THREADS} thread(s) per model section"
 
 
-def staged(args, name, compute, spent):
-    """A section's results, kept in the run folder (``validation/stages``) so that ``--resume`` after a failure
-    later in the script reuses them: the whole script takes 30-60 minutes on 2 cores. Only this script's own
-    files are read back. ``spent``: a list that gets the section's computing seconds."""
-    path = os.path.join(args.run, "validation", "stages", f"{name}.pkl")
-    if args.resume and os.path.isfile(path):
-        with open(path, "rb") as handle:
-            result, seconds = pickle.load(handle)
-    else:
-        begin = time.monotonic()
-        result = compute()
-        seconds = time.monotonic() - begin
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        with open(path, "wb") as handle:
-            pickle.dump((result, seconds), handle)
-    spent.append(seconds)
-    return result
+def _in_stage_threads(func, args, kwargs):
+    """One section in a worker process, with the demo's model-stage thread count: (result, seconds)."""
+    from threadpoolctl import threadpool_limits
+
+    from TACEPredictLib.imaging.extraction import set_threads
+    set_threads(cli.MODEL_STAGE_THREADS)
+    begin = time.monotonic()
+    with threadpool_limits(cli.MODEL_STAGE_THREADS):
+        result = func(*args, **kwargs)
+    return result, time.monotonic() - begin
+
+
+def staged(args, sections, spent):
+    """The sections' results {name: result}. Each is computed in one of two processes (one thread each, as the
+    demo's model stages: the image networks' figures depend on the thread count), the first listed first, and
+    kept in the run folder (``validation/stages``) so that ``--resume`` after a failure later in the script
+    reuses them: the whole script takes 30-60 minutes on 2 cores. Only this script's own files are read back.
+    ``sections``: [(name, function, args, kwargs)]; ``spent``: a list that gets each section's seconds."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+    results, todo = {}, []
+    for name, func, call_args, kwargs in sections:
+        path = os.path.join(args.run, "validation", "stages", f"{name}.pkl")
+        if args.resume and os.path.isfile(path):
+            with open(path, "rb") as handle:
+                results[name] = pickle.load(handle)
+        else:
+            todo.append((name, path, func, call_args, kwargs))
+    with ProcessPoolExecutor(max_workers=min(2, os.cpu_count() or 1),
+                             mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = [(name, path, pool.submit(_in_stage_threads, func, call_args, kwargs))
+                   for name, path, func, call_args, kwargs in todo]
+        for name, path, future in futures:
+            results[name] = future.result()
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path, "wb") as handle:
+                pickle.dump(results[name], handle)
+    spent.extend(seconds for _, seconds in results.values())
+    return {name: result for name, (result, seconds) in results.items()}
 
 
 def main():
@@ -168,18 +190,22 @@ def main():
         if status:
             sys.exit(status)
     spent = []  # computing seconds of each kept section, whether computed now or by the run --resume reuses
-    table, summary = staged(args, "survival", lambda: run_survival_validation(
-        manifest, features, os.path.join(args.run, "validation", "survival"), seed=args.seed), spent)
-    response_table, response_summary = staged(args, "response", lambda: run_response_validation(
-        manifest, features, os.path.join(args.run, "validation", "response"), seed=args.seed), spent)
     with open(os.path.join(features, "extraction.json"), encoding="utf-8") as handle:
         settings = json.load(handle)["settings"]
-    mrecist_table, mrecist_summary = staged(args, "mrecist", lambda: run_mrecist_validation(
-        manifest, features, os.path.join(args.run, "validation", "mrecist"), seed=args.seed,
-        weights=settings["weights"]), spent)
-    aggressive_table, aggressive_summary = staged(args, "aggressive_pd", lambda: run_aggressive_validation(
-        manifest, features, os.path.join(args.run, "validation", "aggressive_pd"), seed=args.seed), spent)
-    d_seeds = staged(args, "model_d_seeds", lambda: model_d_seed_spread(manifest, features, args.seed), spent)
+    out = os.path.join(args.run, "validation")
+    seed = {"seed": args.seed}
+    results = staged(args, [  # the longest first: two processes share the machine
+        ("aggressive_pd", run_aggressive_validation, (manifest, features, os.path.join(out, "aggressive_pd")), seed),
+        ("model_d_seeds", model_d_seed_spread, (manifest, features, args.seed), {}),
+        ("survival", run_survival_validation, (manifest, features, os.path.join(out, "survival")), seed),
+        ("response", run_response_validation, (manifest, features, os.path.join(out, "response")), seed),
+        ("mrecist", run_mrecist_validation, (manifest, features, os.path.join(out, "mrecist")),
+         {**seed, "weights": settings["weights"]})], spent)
+    table, summary = results["survival"]
+    response_table, response_summary = results["response"]
+    mrecist_table, mrecist_summary = results["mrecist"]
+    aggressive_table, aggressive_summary = results["aggressive_pd"]
+    d_seeds = results["model_d_seeds"]
     rest = time.monotonic()
     hcc_section = "The HCC-TACE-Seg clinical table was not found (../shared/data/hcc_tace_seg/clinical.csv)."
     if os.path.isfile(HCC):
@@ -255,7 +281,7 @@ def main():
     text = f"""# Validation
 
 Written by `scripts/write_validation.py` on {datetime.date.today().isoformat()} (TACEPredict {__version__},
-Python {platform.python_version()}, torch {torch_version()}, {os.cpu_count()} CPU cores, no GPU) in {sum(spent) + time.monotonic() - rest:.0f} s. The image networks' training depends on torch's thread count
+Python {platform.python_version()}, torch {torch_version()}, {os.cpu_count()} CPU cores, no GPU) in {sum(spent) + time.monotonic() - rest:.0f} s of computing (the model sections ran two at a time). The image networks' training depends on torch's thread count
 (Model_D's predictions move by up to 0.01 between 1 and 2 threads): compare figures at the same count.
 Re-run it to reproduce every number below. **Research use only.** The first part uses the SYNTHETIC demo
 cohort (`tacepredict phantom`, seed 0, 200 cases): it shows that the models find signal that is known to be

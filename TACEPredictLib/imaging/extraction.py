@@ -112,7 +112,7 @@ def _write_atomic(path, write):
 
 # -------------------------------------------------------------------------------- workers end with the run
 
-def _end_with_parent(parent_pid):
+def end_with_parent(parent_pid):
     """Worker initialiser: the worker dies with the process that started it (a killed ``extract`` must not
     leave workers computing, ~0.5 GB each). Linux: the kernel's parent-death signal (prctl PR_SET_PDEATHSIG);
     everywhere: a thread that exits when the parent is gone (checked every second)."""
@@ -261,7 +261,7 @@ def _run_task(task):
     features_path, meta_path = task["cache"] + ".parquet", task["cache"] + ".json"
     try:
         if task.get("threads"):
-            _set_threads(task["threads"])
+            set_threads(task["threads"])
         manifest = Manifest(pd.DataFrame([task["row"]]), task["root"])
         row = manifest.table.iloc[0]
         settings = ExtractionSettings(**task["settings"])
@@ -317,7 +317,7 @@ def _run_task(task):
                 "fix": "report this with the case's files if it is not an input problem"}
 
 
-def _set_threads(threads):
+def set_threads(threads):
     import SimpleITK as sitk
     sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(int(threads))
     try:
@@ -490,7 +490,7 @@ def _run(tasks, workers, dask_address, threads, on_result):
         return
     # spawn, not fork: a forked child can hang on thread pools (OpenMP, ITK) the parent already started.
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_end_with_parent,
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=end_with_parent,
                              initargs=(os.getpid(),)) as pool:
         pending = {pool.submit(_run_task, dict(task, threads=threads)) for task in tasks}
         try:
