@@ -187,19 +187,25 @@ def run_model_stages(stages, workers):
     return status
 
 
+def model_stage_threads():
+    """A context in which torch, ITK and the BLAS libraries use MODEL_STAGE_THREADS threads (torch's and ITK's
+    setting stays after it: the model stages run in processes of their own)."""
+    from threadpoolctl import threadpool_limits
+
+    from .imaging.extraction import set_threads
+    set_threads(MODEL_STAGE_THREADS)
+    return threadpool_limits(MODEL_STAGE_THREADS)
+
+
 def _model_stage(func, args, capture=True):
     """Run one demo model stage behind the error boundary with MODEL_STAGE_THREADS threads: (0 or 1, and its
     printed text when ``capture``). A failure is its one-line message, as the command line prints it."""
     import contextlib
     import io
 
-    from threadpoolctl import threadpool_limits
-
     from . import errors
-    from .imaging.extraction import set_threads
-    set_threads(MODEL_STAGE_THREADS)
     text = io.StringIO() if capture else sys.stdout
-    with contextlib.redirect_stdout(text), threadpool_limits(MODEL_STAGE_THREADS):
+    with contextlib.redirect_stdout(text), model_stage_threads():
         code = errors.run(func, *args, stream=text if capture else None)
     return (1 if code else 0), (text.getvalue() if capture else "")
 

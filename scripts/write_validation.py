@@ -136,12 +136,8 @@ def torch_version():
 
 def _in_stage_threads(func, args, kwargs):
     """One section in a worker process, with the demo's model-stage thread count: (result, seconds)."""
-    from threadpoolctl import threadpool_limits
-
-    from TACEPredictLib.imaging.extraction import set_threads
-    set_threads(cli.MODEL_STAGE_THREADS)
     begin = time.monotonic()
-    with threadpool_limits(cli.MODEL_STAGE_THREADS):
+    with cli.model_stage_threads():
         result = func(*args, **kwargs)
     return result, time.monotonic() - begin
 
@@ -150,7 +146,7 @@ def staged(args, sections, spent):
     """The sections' results {name: result}. Each is computed in one of two processes (one thread each, as the
     demo's model stages: the image networks' figures depend on the thread count), the first listed first, and
     kept in the run folder (``validation/stages``) so that ``--resume`` after a failure later in the script
-    reuses them: the whole script takes 30-60 minutes on 2 cores. Only this script's own files are read back.
+    reuses them: the whole script takes about 21 minutes on 2 cores. Only this script's own files are read back.
     ``sections``: [(name, function, args, kwargs)]; ``spent``: a list that gets each section's seconds."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
