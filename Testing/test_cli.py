@@ -127,3 +127,14 @@ def test_model_stages_run_side_by_side_and_a_failed_stage_does_not_stop_the_othe
     assert "clinical-cox" in stage_a and "nomogram-clinical" in stage_a and "trained 2 survival model(s)" in stage_a
     for folder in ("survival", "survival_b"):
         assert os.path.isfile(tmp_path / folder / "comparison.csv")
+
+
+def test_model_stages_on_one_core_run_in_this_process_and_still_report_a_failed_stage(tmp_path, capsys):
+    manifest, _ = write_survival_cohort(str(tmp_path / "cohort"), cases=120, seed=5)
+    status = cli.run_model_stages([
+        ("response", cli._demo_response, (str(tmp_path / "missing.csv"), None, str(tmp_path / "response"), 0)),
+        ("survival", cli._demo_survival, (manifest, None, str(tmp_path / "survival"), 0, True))], workers=1)
+    captured = capsys.readouterr()
+    assert status == 1
+    assert "missing.csv" in captured.err and "trained 2 survival model(s)" in captured.out
+    assert os.path.isfile(tmp_path / "survival" / "comparison.csv")
